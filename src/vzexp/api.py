@@ -1,0 +1,54 @@
+"""The Python API, usable without Hydra.
+
+    from vzexp import compress_vision, visionzip
+    out = compress_vision(vision_model, pixel_values, strategy="visionzip", tokens=64)
+    out.tokens  # (B, K, d) compressed features at the selection layer, before any projector
+    out.index   # (B, n_dominant) kept sequence indices (CLS = 0 first, then top-k order)
+
+    model = visionzip(llava_model, dominant=54, contextual=10)  # patched in place
+    model.generate(**processor(images=..., text=..., return_tensors="pt"))
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from vzexp.compress.base import CompressionResult
+from vzexp.compress.registry import build_compressor
+from vzexp.encoders.capture import capture_layer
+from vzexp.models.llava import install, uninstall
+
+
+def compress_vision(
+    vision_model: nn.Module,
+    pixel_values: Tensor,
+    strategy: str = "visionzip",
+    tokens: int | None = None,
+    dominant: int | None = None,
+    contextual: int | None = None,
+    layer: int = -2,
+    **params,
+) -> CompressionResult:
+    """Compress one batch of images with a registered strategy (see `python -m vzexp.list`)."""
+    if dominant is not None:
+        params["dominant"] = dominant
+    if contextual is not None:
+        params["contextual"] = contextual
+    compressor = build_compressor(strategy, budget=tokens, layer=layer, **params)
+    capture = capture_layer(
+        vision_model,
+        pixel_values,
+        layer=layer,
+        need_received=compressor.needs_received_attention,
+    )
+    return compressor.compress(capture)
+
+
+def visionzip(model, dominant: int = 54, contextual: int = 10, layer: int = -2):
+    """Patch a transformers LlavaForConditionalGeneration in place to run VisionZip."""
+    return install(model, build_compressor("visionzip", dominant=dominant, contextual=contextual, layer=layer))
+
+
+def restore(model):
+    """Undo `visionzip(...)`/`install(...)`: the model runs with all its visual tokens again."""
+    return uninstall(model)

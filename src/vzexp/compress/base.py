@@ -1,0 +1,47 @@
+"""The common interface of encoder-side token compressors."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from vzexp.encoders.capture import LayerCapture
+
+
+@dataclass
+class CompressionResult:
+    """tokens: (B, K, d) features before the projector, in the order the LLM receives them.
+    index: (B, n_dominant) kept sequence indices in selection order (VisionZip: CLS first, then
+    the top-k patches in topk order), or None when a strategy keeps every token.
+    assignment: (B, M - C) for merging strategies, the contextual target each merged token went to."""
+
+    tokens: Tensor
+    index: Tensor | None = None
+    assignment: Tensor | None = None
+
+    @property
+    def num_tokens(self) -> int:
+        return self.tokens.shape[1]
+
+
+class Compressor(ABC):
+    """A strategy. `layer` is the selection layer (LLaVA's hidden-states index convention)."""
+
+    name: str = "base"
+    needs_received_attention: bool = False
+
+    def __init__(self, layer: int = -2):
+        self.layer = layer
+
+    @abstractmethod
+    def output_tokens(self, num_patches: int, has_cls: bool) -> int:
+        """How many visual tokens reach the LLM for one image; raises BudgetError if impossible."""
+
+    @abstractmethod
+    def compress(self, capture: LayerCapture) -> CompressionResult:
+        """Compress one batch of captured tensors."""
+
+    def describe(self) -> dict:
+        return {"name": self.name, "layer": self.layer}

@@ -1,0 +1,245 @@
+"""Typed schemas for the composed config, registered in Hydra's ConfigStore, and validation.
+
+`validate(cfg)` merges the composed config into these dataclasses (type errors), then
+`__post_init__` range-checks; both end as one `ConfigError` line naming key, value and what is
+allowed, before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from vzexp.errors import ConfigError
+
+
+class EncoderKind(str, Enum):
+    clip = "clip"
+    siglip = "siglip"
+
+
+class ModelKind(str, Enum):
+    assembly = "assembly"
+    checkpoint = "checkpoint"
+
+
+class DType(str, Enum):
+    float32 = "float32"
+    float16 = "float16"
+    bfloat16 = "bfloat16"
+
+
+class Attention(str, Enum):
+    sdpa = "sdpa"
+    eager = "eager"
+    flash_attention_2 = "flash_attention_2"
+
+
+class FeatureSelect(str, Enum):
+    default = "default"
+    full = "full"
+
+
+@dataclass
+class EncoderConfig:
+    name: str
+    kind: EncoderKind = EncoderKind.clip
+    path: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LLMConfig:
+    name: str
+    kind: str = "llama"
+    path: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelConfig:
+    name: str
+    kind: ModelKind = ModelKind.assembly
+    path: str | None = None
+    dtype: DType = DType.float32
+    device: str = "cpu"
+    attn_implementation: Attention = Attention.sdpa
+    feature_layer: int = -2
+    select: FeatureSelect = FeatureSelect.default
+    projector_act: str = "gelu"
+
+    def __post_init__(self):
+        if self.kind == ModelKind.checkpoint and not self.path:
+            raise ConfigError("model.path", self.path, "a local checkpoint directory (e.g. model.path=/models/llava-1.5-7b-hf)")
+
+
+@dataclass
+class DataConfig:
+    name: str
+    dataset: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+    batch_size: int = 8
+    num_workers: int = 0
+
+    def __post_init__(self):
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError("data.limit", self.limit, "a positive number of samples, or null for all")
+        if self.batch_size < 1:
+            raise ConfigError("data.batch_size", self.batch_size, "an integer >= 1")
+        if self.num_workers < 0:
+            raise ConfigError("data.num_workers", self.num_workers, "an integer >= 0")
+
+
+@dataclass
+class TaskConfig:
+    name: str = "eval"
+    max_new_tokens: int = 4
+    predictions_file: str = "predictions.jsonl"
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ConfigError("task.max_new_tokens", self.max_new_tokens, "an integer >= 1")
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "cpu"
+    devices: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "mlflow"
+    tracking_uri: str | None = None
+    experiment_name: str = "vzexp"
+    run_name: str | None = None
+
+    def __post_init__(self):
+        if self.name not in ("mlflow", "none"):
+            raise ConfigError("logger.name", self.name, "mlflow or none")
+
+
+@dataclass
+class VzexpConfig:
+    encoder: EncoderConfig
+    llm: LLMConfig
+    model: ModelConfig
+    compressor: dict[str, Any]
+    data: DataConfig
+    task: TaskConfig
+    trainer: TrainerConfig
+    logger: LoggerConfig
+    tokens: int = 64
+    seed: int = 0
+    verbose: bool = False
+
+    def __post_init__(self):
+        if self.tokens < 1:
+            raise ConfigError("tokens", self.tokens, "a positive number of visual tokens per image")
+        check_compressor(self.compressor)
+
+
+def check_compressor(node: dict[str, Any]) -> None:
+    """Compressor params are checked against the strategy class's constructor signature and type
+    hints, so a new strategy needs no separate schema."""
+    target = node.get("_target_")
+    name = node.get("name", target)
+    try:
+        cls = get_class(target)
+    except Exception as exc:  # an unimportable _target_ is a broken registry entry
+        raise ConfigError("compressor._target_", target, f"an importable class ({exc})") from None
+    params = inspect.signature(cls.__init__).parameters
+    hints = typing.get_type_hints(cls.__init__)
+    for key, value in node.items():
+        if key in ("_target_", "name"):
+            continue
+        if key not in params:
+            allowed = ", ".join(p for p in params if p != "self")
+            raise ConfigError(f"compressor.{key}", value, f"not a parameter of '{name}' (it takes: {allowed})")
+        hint = hints.get(key)
+        if hint is not None and value is not None and not _matches(value, hint):
+            raise ConfigError(f"compressor.{key}", value, f"a value of type {_type_name(hint)}")
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType")) else (hint,)
+    for option in options:
+        if option is type(None):
+            continue
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True
+        if option in (str, bool) and isinstance(value, option):
+            return True
+        if option is typing.Any:
+            return True
+    return False
+
+
+def _type_name(hint: Any) -> str:
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="vzexp_schema", node=VzexpConfig)
+    for group, node in (
+        ("encoder", EncoderConfig), ("llm", LLMConfig), ("model", ModelConfig), ("data", DataConfig),
+        ("task", TaskConfig), ("trainer", TrainerConfig), ("logger", LoggerConfig),
+    ):
+        cs.store(group=group, name=f"{group}_schema", node=node)
+
+
+def validate(cfg: DictConfig) -> VzexpConfig:
+    """Composed config -> typed, range-checked settings; one-line ConfigError on any problem."""
+    plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    plain.pop("hydra", None)
+    _check_missing(plain)
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(VzexpConfig), plain)
+        return OmegaConf.to_object(merged)
+    except ConfigError:
+        raise
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "config"
+        raise ConfigError(key, _offending_value(plain, key), _first_line(exc)) from None
+
+
+def _check_missing(node: Any, prefix: str = "") -> None:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _check_missing(v, f"{prefix}{k}.")
+    elif node == "???":
+        key = prefix.rstrip(".")
+        raise ConfigError(key, None, f"a value is required; set it on the command line, e.g. {key}=/path/to/it")
+
+
+def _offending_value(plain: dict, key: str) -> Any:
+    node: Any = plain
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _first_line(exc: Exception) -> str:
+    msg = getattr(exc, "msg", None) or str(exc)
+    line = msg.strip().splitlines()[0]
+    # OmegaConf says "Value 'abc' of type 'str' could not be converted to Integer": keep the gist.
+    if "could not be converted to" in line:
+        return "expected " + line.split("could not be converted to", 1)[1].strip().lower()
+    if line.startswith("Invalid value"):
+        return "expected " + line.split(",", 1)[1].strip().replace("expected ", "")
+    return line

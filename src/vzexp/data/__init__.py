@@ -1,0 +1,1 @@
+"""Benchmarks: samples, readers/generators and scorers."""

@@ -1,0 +1,1 @@
+"""Lightning modules: evaluation (predict loop)."""

@@ -1,0 +1,138 @@
+"""Evaluation through Lightning's predict loop: batched greedy generation, timed per phase."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+from transformers.generation.streamers import BaseStreamer
+
+from vzexp.data.sample import Sample
+from vzexp.data.scoring import exact_match
+
+
+class Collator:
+    """Samples -> the processor's tensors (prompt via the model's chat template, left padding)."""
+
+    def __init__(self, processor):
+        self.processor = processor
+
+    def __call__(self, samples: list[Sample]) -> dict[str, Any]:
+        prompts = [
+            self.processor.apply_chat_template(
+                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": s.question}]}],
+                add_generation_prompt=True,
+            )
+            for s in samples
+        ]
+        inputs = self.processor(
+            images=[s.image.convert("RGB") for s in samples], text=prompts, padding=True, return_tensors="pt"
+        )
+        return {
+            "inputs": dict(inputs),
+            "ids": [s.id for s in samples],
+            "questions": [s.question for s in samples],
+            "answers": [s.answer for s in samples],
+        }
+
+
+class EvalDataModule(L.LightningDataModule):
+    def __init__(self, dataset: Dataset, processor, batch_size: int = 8, limit: int | None = None, num_workers: int = 0):
+        super().__init__()
+        self.dataset, self.processor = dataset, processor
+        self.batch_size, self.limit, self.num_workers = batch_size, limit, num_workers
+
+    def predict_dataloader(self) -> DataLoader:
+        data = self.dataset
+        if self.limit is not None:  # the first N samples, as lmms-eval's --limit
+            data = Subset(data, range(min(self.limit, len(data))))
+        return DataLoader(
+            data, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
+            collate_fn=Collator(self.processor),
+        )
+
+
+class PhaseTimer(BaseStreamer):
+    """generate() calls put() with the prompt just before the LLM prefill, then once per new
+    token step: the gap between the first two calls is the LLM prefill (images are encoded
+    before the first call in transformers 5)."""
+
+    def __init__(self):
+        self.stamps: list[float] = []
+
+    def put(self, value) -> None:
+        self.stamps.append(time.perf_counter())
+
+    def end(self) -> None:
+        self.stamps.append(time.perf_counter())
+
+    @property
+    def prefill(self) -> float:
+        return self.stamps[1] - self.stamps[0] if len(self.stamps) > 1 else 0.0
+
+
+
+class Evaluator(L.LightningModule):
+    """Wraps a LLaVA model patched with a compressor (vzexp.models.llava.install)."""
+
+    def __init__(self, model, processor, max_new_tokens: int = 4):
+        super().__init__()
+        self.model, self.processor, self.max_new_tokens = model, processor, max_new_tokens
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        stats = self.model.vzexp_stats
+        stats.reset()
+        timer = PhaseTimer()
+        inputs = batch["inputs"]
+        prompt_len = inputs["input_ids"].shape[1]
+        start = time.perf_counter()
+        out = self.model.generate(
+            **inputs, max_new_tokens=self.max_new_tokens, do_sample=False, streamer=timer,
+            pad_token_id=self.processor.tokenizer.pad_token_id,
+        )
+        total = time.perf_counter() - start
+        texts = self.processor.tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
+        n = len(texts)
+        records = []
+        for i, text in enumerate(texts):
+            records.append({
+                "id": batch["ids"][i],
+                "question": batch["questions"][i],
+                "answer": batch["answers"][i],
+                "prediction": text.strip(),
+                "correct": exact_match(text, batch["answers"][i]),
+                "visual_tokens": stats.visual_tokens // max(stats.images, 1),
+                # Batch-level times shared equally by the batch's samples. transformers encodes
+                # images before the LLM prefill, so time to first token = vision + LLM prefill.
+                "vision_s": stats.vision_seconds / n,
+                "llm_prefill_s": timer.prefill / n,
+                "prefill_s": (stats.vision_seconds + timer.prefill) / n,
+                "generate_s": total / n,
+            })
+        return records
+
+
+def peak_memory_mb(device: str) -> float:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def summarize(records: list[dict[str, Any]], device: str) -> dict[str, float]:
+    n = max(len(records), 1)
+    mean = lambda key: sum(r[key] for r in records) / n  # noqa: E731
+    return {
+        "accuracy": mean("correct"),
+        "samples": float(len(records)),
+        "visual_tokens": mean("visual_tokens"),
+        "prefill_ms_per_sample": 1000 * mean("prefill_s"),
+        "vision_ms_per_sample": 1000 * mean("vision_s"),
+        "llm_prefill_ms_per_sample": 1000 * mean("llm_prefill_s"),
+        "generate_ms_per_sample": 1000 * mean("generate_s"),
+        "peak_memory_mb": peak_memory_mb(device),
+    }

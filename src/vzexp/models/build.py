@@ -1,0 +1,151 @@
+"""Build a LLaVA model and its processor: from a whole checkpoint directory, or assembled the
+LLaVA way from an encoder + an LLM + a fresh projector (random init unless given weights)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoProcessor,
+    AutoTokenizer,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+)
+
+from vzexp.errors import ConfigError, MissingPathError
+from vzexp.models.tokenizer import CHAT_TEMPLATE, build_word_tokenizer
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+LLAVA_MODEL_TYPES = ("llava",)
+# Vision towers we can assemble, by config `kind`: (transformers config class name, has CLS).
+ENCODER_KINDS = {"clip": "clip_vision_model", "siglip": "siglip_vision_model"}
+CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise ConfigError("model.dtype", name, f"one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def _check_checkpoint_dir(path: str | None, key: str, families: tuple[str, ...]) -> Path:
+    if not path:
+        raise MissingPathError(f"{key} is not set: give a local checkpoint directory, e.g. {key}=/models/llava-1.5-7b-hf")
+    root = Path(path).expanduser()
+    if not (root / "config.json").is_file():
+        raise MissingPathError(f"{key}={path!r}: no config.json there; expected a local transformers checkpoint directory")
+    model_type = json.loads((root / "config.json").read_text()).get("model_type")
+    if families and model_type not in families:
+        raise MissingPathError(f"{key}={path!r} holds a '{model_type}' model; this config expects one of {', '.join(families)}")
+    return root
+
+
+def load_checkpoint(path: str, dtype: str = "float32", device: str = "cpu", attn_implementation: str = "sdpa"):
+    """A llava-hf directory (LLaVA-1.5 and friends) through the standard transformers classes."""
+    root = _check_checkpoint_dir(path, "model.path", LLAVA_MODEL_TYPES)
+    model = LlavaForConditionalGeneration.from_pretrained(
+        root, dtype=torch_dtype(dtype), attn_implementation=attn_implementation
+    ).to(device)
+    processor = AutoProcessor.from_pretrained(root)
+    processor.tokenizer.padding_side = "left"
+    return model.eval(), processor
+
+
+def _encoder(encoder_cfg: dict[str, Any], attn_implementation: str):
+    from transformers import AutoModel
+
+    kind = encoder_cfg.get("kind", "clip")
+    if kind not in ENCODER_KINDS:
+        raise ConfigError("encoder.kind", kind, f"one of {', '.join(ENCODER_KINDS)}")
+    if encoder_cfg.get("path"):
+        root = _check_checkpoint_dir(encoder_cfg["path"], "encoder.path", ())
+        tower = AutoModel.from_pretrained(root, attn_implementation=attn_implementation)
+        return getattr(tower, "vision_model", tower).config, tower
+    config = AutoConfig.for_model(ENCODER_KINDS[kind], **encoder_cfg.get("config", {}))
+    return config, None
+
+
+def _llm(llm_cfg: dict[str, Any], words: list[str], attn_implementation: str):
+    if llm_cfg.get("path"):
+        root = _check_checkpoint_dir(llm_cfg["path"], "llm.path", ())
+        tokenizer = AutoTokenizer.from_pretrained(root, padding_side="left")
+        if "<image>" not in tokenizer.get_vocab():
+            tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        llm = AutoModelForCausalLM.from_pretrained(root, attn_implementation=attn_implementation)
+        llm.resize_token_embeddings(len(tokenizer))
+        return llm.config, llm, tokenizer
+    tokenizer = build_word_tokenizer(words)
+    config = AutoConfig.for_model(
+        llm_cfg.get("kind", "llama"),
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **llm_cfg.get("config", {}),
+    )
+    return config, None, tokenizer
+
+
+def assemble(
+    encoder_cfg: dict[str, Any],
+    llm_cfg: dict[str, Any],
+    words: list[str],
+    feature_layer: int = -2,
+    select: str = "default",
+    projector_act: str = "gelu",
+    dtype: str = "float32",
+    device: str = "cpu",
+    attn_implementation: str = "sdpa",
+    seed: int = 0,
+):
+    """encoder + LLM + 2-layer MLP projector, as LLaVA-1.5 is built."""
+    torch.manual_seed(seed)
+    vision_config, tower = _encoder(encoder_cfg, attn_implementation)
+    text_config, llm, tokenizer = _llm(llm_cfg, words, attn_implementation)
+    grid = vision_config.image_size // vision_config.patch_size
+    has_cls = encoder_cfg.get("kind", "clip") == "clip"
+    config = LlavaConfig(
+        vision_config=vision_config,
+        text_config=text_config,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        image_seq_length=grid * grid + int(has_cls and select == "full"),
+        projector_hidden_act=projector_act,
+        vision_feature_layer=feature_layer,
+        vision_feature_select_strategy=select,
+    )
+    model = LlavaForConditionalGeneration._from_config(config, attn_implementation=attn_implementation)
+    if tower is not None:
+        model.model.vision_tower.load_state_dict(tower.state_dict())
+    if llm is not None:
+        model.model.language_model.load_state_dict(llm.model.state_dict())
+        model.lm_head.load_state_dict(llm.lm_head.state_dict())
+    processor = make_processor(vision_config, tokenizer, select, has_cls)
+    return model.to(device=device, dtype=torch_dtype(dtype)).eval(), processor
+
+
+def make_processor(vision_config, tokenizer, select: str, has_cls: bool) -> LlavaProcessor:
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    side = vision_config.image_size
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": side},
+        crop_size={"height": side, "width": side},
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
+    )
+    return LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=vision_config.patch_size,
+        vision_feature_select_strategy=select,
+        chat_template=tokenizer.chat_template or CHAT_TEMPLATE,
+        num_additional_image_tokens=int(has_cls),
+    )

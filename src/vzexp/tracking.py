@@ -1,0 +1,97 @@
+"""MLflow runs: one per job, flattened config as params, failure ends the run FAILED."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
+
+
+def tracking_uri(configured: str | None = None) -> str:
+    """The configured URI, else MLFLOW_TRACKING_URI, else MLflow's own default store (SQLite)
+    in the working directory, as an absolute URI so that sweeps write to one place."""
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    if isinstance(node, dict):
+        for key, value in node.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+    elif isinstance(node, (list, tuple)) and node and all(isinstance(v, dict) for v in node):
+        for i, value in enumerate(node):
+            out.update(flatten(value, f"{prefix}{i}."))
+    else:
+        out[prefix.rstrip(".")] = str(node)[:MAX_PARAM_CHARS]
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        root = Path(__file__).resolve().parents[2]
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+class NullRun:
+    """Stand-in when logging is off: the same calls, no effects."""
+
+    info = None
+
+    def log_metrics(self, metrics: dict[str, float]) -> None: ...
+    def log_artifact(self, path: str | Path) -> None: ...
+    def set_tags(self, tags: dict[str, str]) -> None: ...
+
+
+class MlflowRun:
+    def __init__(self, run):
+        import mlflow
+
+        self._mlflow, self.info = mlflow, run.info
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        self._mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+
+    def log_artifact(self, path: str | Path) -> None:
+        self._mlflow.log_artifact(str(path))
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self._mlflow.set_tags(tags)
+
+
+@contextmanager
+def tracked_run(
+    enabled: bool,
+    params: dict[str, Any],
+    experiment_name: str,
+    run_name: str | None,
+    uri: str | None,
+    tags: dict[str, str] | None = None,
+) -> Iterator[NullRun | MlflowRun]:
+    if not enabled:
+        yield NullRun()
+        return
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(uri))
+    mlflow.set_experiment(experiment_name)
+    base_tags = {"vzexp.command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
+    if commit := git_commit():
+        base_tags["mlflow.source.git.commit"] = commit
+    with mlflow.start_run(run_name=run_name) as run:
+        mlflow.set_tags({**base_tags, **(tags or {})})
+        mlflow.log_params(flatten(params))
+        try:
+            yield MlflowRun(run)
+        except BaseException as exc:
+            mlflow.set_tag("vzexp.error", f"{type(exc).__name__}: {exc}"[:5000])
+            mlflow.end_run(status="FAILED")
+            raise
