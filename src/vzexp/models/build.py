@@ -49,10 +49,14 @@ def _check_checkpoint_dir(path: str | None, key: str, families: tuple[str, ...])
 def load_checkpoint(path: str, dtype: str = "float32", device: str = "cpu", attn_implementation: str = "sdpa"):
     """A llava-hf directory (LLaVA-1.5 and friends) through the standard transformers classes."""
     root = _check_checkpoint_dir(path, "model.path", LLAVA_MODEL_TYPES)
-    model = LlavaForConditionalGeneration.from_pretrained(
-        root, dtype=torch_dtype(dtype), attn_implementation=attn_implementation
-    ).to(device)
-    processor = AutoProcessor.from_pretrained(root)
+    try:
+        model = LlavaForConditionalGeneration.from_pretrained(
+            root, dtype=torch_dtype(dtype), attn_implementation=attn_implementation
+        ).to(device)
+        processor = AutoProcessor.from_pretrained(root)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MissingPathError(f"model.path={path!r} could not be loaded as a llava-hf checkpoint (weights + processor files): {first}") from exc
     processor.tokenizer.padding_side = "left"
     return model.eval(), processor
 

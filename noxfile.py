@@ -1,0 +1,25 @@
+"""nox sessions. `tests` and `lint` run in the current environment (installed by the README's
+command) so they test exactly what users install and need no second download of torch."""
+
+import nox
+
+nox.options.sessions = ["tests", "lint"]
+nox.options.default_venv_backend = "none"
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole suite: unit, integration, cli (about a few minutes on 2 CPU cores)."""
+    session.run("python", "-m", "pytest", "tests", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.run("ruff", "check", "src", "tests", "experiments", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "experiments", "noxfile.py")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """On-demand benchmarks (not run by CI); results are written under experiments/."""
+    session.run("python", "experiments/perf/bench_capture.py", *session.posargs)

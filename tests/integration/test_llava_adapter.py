@@ -1,0 +1,110 @@
+"""The LLaVA adapter on a tiny real LlavaForConditionalGeneration: splice, generate, one-liner."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vzexp import compress_vision, restore, visionzip
+from vzexp.compress import NoCompression
+from vzexp.models.build import load_checkpoint
+from vzexp.models.llava import install, shrink_placeholders, uninstall
+
+
+def prompt(processor, question="What color is the square?"):
+    conv = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    return processor.apply_chat_template(conv, add_generation_prompt=True)
+
+
+def test_none_matches_the_models_own_feature_path(tiny_llava, images):
+    model, processor = tiny_llava
+    inputs = processor(images=images[:2], text=[prompt(processor)] * 2, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        plain = model(**inputs).logits
+        install(model, NoCompression())
+        try:
+            patched = model(**inputs).logits
+        finally:
+            uninstall(model)
+    torch.testing.assert_close(patched, plain)
+
+
+def test_visionzip_one_liner_generates_with_fewer_tokens(tiny_llava, images):
+    model, processor = tiny_llava
+    inputs = processor(images=images[:1], text=[prompt(processor)], return_tensors="pt")
+    assert (inputs.input_ids == model.config.image_token_id).sum() == 64
+    visionzip(model, dominant=10, contextual=3)
+    try:
+        out = model.generate(**inputs, max_new_tokens=3, do_sample=False)
+        assert model.vzexp_stats.visual_tokens == 13
+        # The caller's prompt comes back unchanged, followed by exactly the new tokens.
+        assert torch.equal(out[:, : inputs.input_ids.shape[1]], inputs.input_ids)
+        assert out.shape[1] == inputs.input_ids.shape[1] + 3
+    finally:
+        restore(model)
+    assert not hasattr(model, "vzexp_stats")
+
+
+def test_generation_uses_the_compressed_features(tiny_llava, images):
+    """Prefill logits after the one-liner equal a manual splice of compress_vision's tokens."""
+    model, processor = tiny_llava
+    inputs = processor(images=images[:1], text=[prompt(processor)], return_tensors="pt")
+    with torch.no_grad():
+        result = compress_vision(model.model.vision_tower, inputs.pixel_values, dominant=10, contextual=3)
+        projected = model.model.multi_modal_projector(result.tokens)
+        ids, mask = shrink_placeholders(inputs.input_ids, inputs.attention_mask, model.config.image_token_id, 64, 13, 0)
+        embeds = model.get_input_embeddings()(ids)
+        embeds[ids == model.config.image_token_id] = projected.reshape(-1, projected.shape[-1])
+        manual = model(inputs_embeds=embeds, attention_mask=mask).logits[:, -1]
+        visionzip(model, dominant=10, contextual=3)
+        try:
+            out = model.generate(**inputs, max_new_tokens=1, do_sample=False, output_logits=True, return_dict_in_generate=True)
+        finally:
+            restore(model)
+    torch.testing.assert_close(out.logits[0], manual, rtol=1e-4, atol=1e-5)
+
+
+def test_batched_left_padded_generation_equals_one_by_one(tiny_llava, images):
+    model, processor = tiny_llava
+    texts = [prompt(processor, "What color is the square?"), prompt(processor, "color?")]
+    visionzip(model, dominant=8, contextual=2)
+    try:
+        batch = processor(images=images[:2], text=texts, return_tensors="pt", padding=True)
+        assert batch.attention_mask[1, 0] == 0  # the shorter prompt is left-padded
+        together = model.generate(**batch, max_new_tokens=4, do_sample=False)
+        for i in range(2):
+            single = processor(images=images[i : i + 1], text=texts[i : i + 1], return_tensors="pt")
+            alone = model.generate(**single, max_new_tokens=4, do_sample=False)
+            assert torch.equal(together[i, -4:], alone[0, -4:])
+    finally:
+        restore(model)
+
+
+def test_shrink_placeholders_repads_on_the_left():
+    ids = torch.tensor([[0, 0, 5, 9, 9, 9, 9, 6], [5, 9, 9, 9, 9, 7, 7, 6]])
+    mask = (ids != 0).long()
+    out, out_mask = shrink_placeholders(ids, mask, image_token_id=9, full=4, kept=2, pad_id=0)
+    assert out.tolist() == [[0, 0, 5, 9, 9, 6], [5, 9, 9, 7, 7, 6]]
+    assert out_mask.tolist() == [[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]]
+
+
+def test_checkpoint_directory_loads_through_the_standard_classes(tiny_checkpoint, images):
+    model, processor = load_checkpoint(str(tiny_checkpoint))
+    assert type(model).__name__ == "LlavaForConditionalGeneration"
+    visionzip(model, dominant=6, contextual=2)
+    inputs = processor(images=images[:1], text=[prompt(processor)], return_tensors="pt")
+    out = model.generate(**inputs, max_new_tokens=2, do_sample=False)
+    assert out.shape[1] == inputs.input_ids.shape[1] + 2
+    assert model.vzexp_tokens_per_image == 8
+
+
+@pytest.mark.parametrize("bad", ["missing", "not-llava"])
+def test_checkpoint_errors_name_the_key(tmp_path, bad):
+    from vzexp.errors import MissingPathError
+
+    path = tmp_path / "nope"
+    if bad == "not-llava":
+        path.mkdir()
+        (path / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(MissingPathError, match="model.path"):
+        load_checkpoint(str(path))
