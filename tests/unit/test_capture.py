@@ -105,7 +105,9 @@ def test_clip_capture_matches_eager(clip_pair, pixels, layer):
     torch.testing.assert_close(cap.cls_attention, ref["attn"][:, :, 0, :].sum(1), rtol=0, atol=1e-5)
     torch.testing.assert_close(cap.hidden, ref["hidden"], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(cap.keys, ref["keys"], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(cap.received_attention, ref["attn"].mean(dim=(1, 2)), rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        cap.received_attention, ref["attn"].mean(dim=(1, 2)), rtol=0, atol=1e-5
+    )
     # The CLS row summed over heads is a distribution per head: sums to the number of heads.
     torch.testing.assert_close(cap.cls_attention.sum(-1), torch.full((2,), float(HEADS)))
 
@@ -133,7 +135,9 @@ def test_clip_feature_layer_differs_from_selection_layer(clip_pair, pixels):
     cap = capture_layer(sdpa, pixels, layer=-2, feature_layer=-1)
     torch.testing.assert_close(cap.hidden, ref_feat["hidden"], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(cap.keys, ref_sel["keys"], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(cap.cls_attention, ref_sel["attn"][:, :, 0, :].sum(1), rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        cap.cls_attention, ref_sel["attn"][:, :, 0, :].sum(1), rtol=0, atol=1e-5
+    )
     with pytest.raises(ConfigError) as err:
         capture_layer(sdpa, pixels, layer=-2, feature_layer=0)
     assert err.value.key == "model.feature_layer"
@@ -170,9 +174,14 @@ def test_capture_keeps_sdpa_and_never_asks_for_attention_maps(clip_pair, pixels)
 
 def test_tower_info(clip_pair, siglip_pair):
     info = tower_info(clip_pair[0])
-    assert (info.depth, info.num_heads, info.head_dim, info.has_cls, info.num_patches, info.seq_len) == (
-        DEPTH, HEADS, HEAD_DIM, True, NUM_PATCHES, NUM_PATCHES + 1
-    )
+    assert (
+        info.depth,
+        info.num_heads,
+        info.head_dim,
+        info.has_cls,
+        info.num_patches,
+        info.seq_len,
+    ) == (DEPTH, HEADS, HEAD_DIM, True, NUM_PATCHES, NUM_PATCHES + 1)
     assert info.scale == pytest.approx(HEAD_DIM**-0.5)
     info = tower_info(siglip_pair[0])
     assert (info.has_cls, info.num_patches, info.seq_len) == (False, NUM_PATCHES, NUM_PATCHES)
@@ -217,7 +226,9 @@ def test_siglip_capture(siglip_pair, pixels):
     assert cap.received_attention is not None
     assert cap.num_patches == NUM_PATCHES
     assert cap.hidden.shape == (2, NUM_PATCHES, HIDDEN)
-    torch.testing.assert_close(cap.received_attention, ref["attn"].mean(dim=(1, 2)), rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        cap.received_attention, ref["attn"].mean(dim=(1, 2)), rtol=0, atol=1e-5
+    )
     torch.testing.assert_close(cap.hidden, ref["hidden"], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(cap.keys, ref["keys"], rtol=1e-5, atol=1e-5)
     # Column mean of row-stochastic maps: sums to 1 per image.
@@ -257,7 +268,9 @@ def test_visionzip_end_to_end_clip(clip_pair, pixels, visionzip_reference, domin
 def test_visionzip_end_to_end_clip_budget(clip_pair, pixels):
     sdpa, eager = clip_pair
     ref = eager_reference(eager, pixels, -2)
-    from_eager = LayerCapture(ref["hidden"], ref["keys"], ref["attn"][:, :, 0, :].sum(1), None, True)
+    from_eager = LayerCapture(
+        ref["hidden"], ref["keys"], ref["attn"][:, :, 0, :].sum(1), None, True
+    )
     vz = VisionZip(budget=8)  # 16 patches + CLS: contextual round(1.25) = 1, dominant 7
     ours = vz.compress(capture_layer(sdpa, pixels))
     expected = vz.compress(from_eager)
@@ -276,7 +289,9 @@ def test_visionzip_end_to_end_siglip(siglip_pair, pixels, visionzip_reference):
     expected = vz.compress(from_eager)
     assert torch.equal(ours.index, expected.index)
     torch.testing.assert_close(ours.tokens, expected.tokens, rtol=1e-5, atol=1e-5)
-    ref_index, ref_tokens, _ = visionzip_reference(ref["hidden"], ref["keys"], received, False, 5, 3)
+    ref_index, ref_tokens, _ = visionzip_reference(
+        ref["hidden"], ref["keys"], received, False, 5, 3
+    )
     assert torch.equal(ours.index, ref_index)
     torch.testing.assert_close(ours.tokens, ref_tokens, rtol=1e-5, atol=1e-5)
     assert ours.tokens.shape == (2, 8, HIDDEN)

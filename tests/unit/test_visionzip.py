@@ -93,10 +93,14 @@ def test_contextual_is_target_plus_mean_not_average():
 def test_attention_ties_follow_torch_topk():
     # Patches 1..6 with heavy ties; 3 tied at the top (.5), 3 tied below (.2). D - 1 = 2 of the
     # three tied top patches must be chosen, exactly as torch.topk chooses them.
-    scores = torch.tensor([[0.0, 0.5, 0.2, 0.5, 0.2, 0.5, 0.2], [0.3, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2]])
+    scores = torch.tensor(
+        [[0.0, 0.5, 0.2, 0.5, 0.2, 0.5, 0.2], [0.3, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2]]
+    )
     hidden = torch.tensor([square_rows(7), square_rows(7)])
     keys = torch.tensor([[[1.0, float(i)] for i in range(7)]] * 2)
-    cap = LayerCapture(hidden=hidden, keys=keys, cls_attention=scores, received_attention=None, has_cls=True)
+    cap = LayerCapture(
+        hidden=hidden, keys=keys, cls_attention=scores, received_attention=None, has_cls=True
+    )
     out = VisionZip(dominant=3, contextual=2).compress(cap)
     expected_top = scores[:, 1:].topk(2, dim=1).indices + 1
     assert out.index[:, 0].tolist() == [0, 0]
@@ -193,7 +197,9 @@ def test_cls_always_kept_and_never_merged(cls_score):
     keys = [[1, 0], [1, 0], [0, 1], [0, 1], [0, 1], [0, 1], [1, 1]]
     scores = [cls_score, 0.1, 0.2, 0.3, 0.4, 0.5, 0.9]
     out = VisionZip(dominant=2, contextual=2).compress(make_capture(hidden, keys, scores))
-    assert out.index.tolist() == [[0, 6]]  # CLS once, first; a high CLS score does not take a patch slot
+    assert out.index.tolist() == [
+        [0, 6]
+    ]  # CLS once, first; a high CLS score does not take a patch slot
     expected = torch.tensor([[[1000.0, 1000.0], [6.0, 36.0], [1.0, 1.0], [3.0 + 11.0 / 3.0, 24.0]]])
     torch.testing.assert_close(out.tokens, expected)
     assert out.assignment.shape == (1, 3)  # M - C = (7 - 2) - 2: CLS is not in R
@@ -291,7 +297,9 @@ def test_visionzip_without_cls():
     hidden = [[float(i), float(i * i)] for i in range(6)]
     keys = [[1, 0], [1, 1], [9, 9], [0, 1], [9, 9], [0, 3]]
     scores = [0.3, 0.1, 0.6, 0.2, 0.5, 0.0]
-    out = VisionZip(dominant=2, contextual=2).compress(make_capture(hidden, keys, scores, has_cls=False))
+    out = VisionZip(dominant=2, contextual=2).compress(
+        make_capture(hidden, keys, scores, has_cls=False)
+    )
     assert out.index.tolist() == [[2, 4]]
     expected = torch.tensor([[[2.0, 4.0], [4.0, 16.0], [1.0, 1.0], [8.0, 34.0]]])
     torch.testing.assert_close(out.tokens, expected)
@@ -311,7 +319,9 @@ def test_no_compression_default_drops_cls_full_keeps_it():
     assert NoCompression(select="full").output_tokens(7, True) == 8
     # Without CLS there is nothing to drop.
     no_cls = make_capture(BASIC_HIDDEN, BASIC_KEYS, BASIC_SCORES, has_cls=False)
-    torch.testing.assert_close(NoCompression().compress(no_cls).tokens, torch.tensor([BASIC_HIDDEN]))
+    torch.testing.assert_close(
+        NoCompression().compress(no_cls).tokens, torch.tensor([BASIC_HIDDEN])
+    )
     assert NoCompression().output_tokens(8, False) == 8
 
 
@@ -387,8 +397,12 @@ def test_output_shapes(budget, num_patches, has_cls, split):
         (729, 54, 10, 1, False),
     ],
 )
-def test_matches_loop_reference(visionzip_reference, num_patches, dominant, contextual, batch, has_cls):
-    cap = random_capture(batch, num_patches, 6, 8, has_cls, seed=num_patches + dominant, dtype=torch.float64)
+def test_matches_loop_reference(
+    visionzip_reference, num_patches, dominant, contextual, batch, has_cls
+):
+    cap = random_capture(
+        batch, num_patches, 6, 8, has_cls, seed=num_patches + dominant, dtype=torch.float64
+    )
     out = VisionZip(dominant=dominant, contextual=contextual).compress(cap)
     scores = cap.cls_attention if has_cls else cap.received_attention
     ref_index, ref_tokens, ref_assignment = visionzip_reference(

@@ -2,7 +2,8 @@
 
 The paper's LLaVA-1.5 budgets are 64 = 54 + 10, 128 = 108 + 20 and 192 = 162 + 30: the contextual
 share is 10/64 = 5/32 of the budget in all three. We apply that same share to any budget and grid
-(contextual = round(tokens * 5 / 32), at least 1; dominant takes the rest, the CLS token counted in
+(contextual = round(tokens * 5 / 32), Python rounding: halves go to the even number, at least 1;
+dominant takes the rest, the CLS token counted in
 it), so the paper's three budgets come out exactly and other grids scale proportionally.
 """
 
