@@ -14,13 +14,26 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 TINY_ENCODER = {
     "kind": "clip",
-    "config": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
-                   image_size=56, patch_size=7, hidden_act="quick_gelu"),
+    "config": dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        image_size=56,
+        patch_size=7,
+        hidden_act="quick_gelu",
+    ),
 }
 TINY_LLM = {
     "kind": "llama",
-    "config": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                   num_key_value_heads=4, max_position_embeddings=512),
+    "config": dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=512,
+    ),
 }
 WORDS = "what color is the square red green blue yellow".split()
 
@@ -63,7 +76,12 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: int = 300)
     import subprocess
 
     return subprocess.run(
-        [sys.executable, "-m", "vzexp", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "vzexp", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

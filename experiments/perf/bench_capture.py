@@ -206,6 +206,44 @@ def check_equivalence(outs: dict, batch: int) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
+# contention probe: CPU time burnt by OTHER processes while one call ran
+# ----------------------------------------------------------------------------------------------
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _system_busy_s() -> float | None:
+    try:
+        f = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        v = [int(x) for x in f]
+        # user nice system idle iowait irq softirq steal ...; busy = all but idle and iowait
+        return (sum(v[:8]) - v[3] - v[4]) / _TICK
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class CallProbe:
+    """Wall time, this process's CPU time, and the share of the machine's cores that other
+    processes kept busy during the call (0 = machine otherwise idle, 1 = all cores taken)."""
+
+    def __enter__(self):
+        self.sys0 = _system_busy_s()
+        self.cpu0 = time.process_time()
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.t0
+        self.cpu = time.process_time() - self.cpu0
+        sys1 = _system_busy_s()
+        self.foreign = None
+        if self.sys0 is not None and sys1 is not None and self.wall > 0:
+            # jiffy resolution: only meaningful for calls well above 10 ms
+            other = max(0.0, (sys1 - self.sys0) - self.cpu)
+            self.foreign = other / (self.wall * (os.cpu_count() or 1))
+        return False
+
+
+# ----------------------------------------------------------------------------------------------
 # statistics
 # ----------------------------------------------------------------------------------------------
 def quartiles(xs):
@@ -216,10 +254,11 @@ def quartiles(xs):
     return q1, q2, q3
 
 
-def summarize(times: dict) -> dict:
+def summarize(times: dict, cpu: dict, foreign: dict) -> dict:
     out = {}
     plain = times["plain_sdpa"]
     for v, xs in times.items():
+        f = [x for x in foreign[v] if x is not None]
         q1, med, q3 = quartiles(xs)
         paired = [a / p for a, p in zip(xs, plain)]
         out[v] = {
@@ -232,6 +271,11 @@ def summarize(times: dict) -> dict:
             "ratio_of_medians": med / statistics.median(plain),
             "median_paired_ratio": statistics.median(paired),
             "paired_ratios": paired,
+            "cpu_s": cpu[v],
+            "cpu_median_s": statistics.median(cpu[v]),
+            "cpu_ratio_of_medians": statistics.median(cpu[v]) / statistics.median(cpu["plain_sdpa"]),
+            "foreign_cpu_share": foreign[v],
+            "foreign_cpu_share_max": max(f) if f else None,
         }
     return out
 
@@ -371,6 +415,7 @@ def main(argv=None):
             "torch_threads": torch.get_num_threads(),
             "platform": platform.platform(),
             "quick": args.quick,
+            "loadavg_start": os.getloadavg(),
             "config": cfg_kwargs,
             "dominant": DOMINANT,
             "contextual": CONTEXTUAL,
@@ -392,28 +437,33 @@ def main(argv=None):
         # warm-up (one call per variant); its outputs feed the equivalence check
         warm = {}
         for v in VARIANTS:
-            t0 = time.perf_counter()
-            warm[v] = RUNNERS[v](model_for(v, models), pv)
-            print(f"  warm-up B={b} {v}: {time.perf_counter() - t0:.2f}s", flush=True)
+            with CallProbe() as probe:
+                warm[v] = RUNNERS[v](model_for(v, models), pv)
+            print(f"  warm-up B={b} {v}: {probe.wall:.2f}s (others {probe.foreign or 0:.0%})", flush=True)
         results["checks"][str(b)] = check_equivalence(warm, b)
         del warm
         gc.collect()
 
         times = {v: [] for v in VARIANTS}
+        cpu = {v: [] for v in VARIANTS}
+        foreign = {v: [] for v in VARIANTS}
         orders = []
         for r in range(reps):
             order = VARIANTS[r % len(VARIANTS):] + VARIANTS[: r % len(VARIANTS)]
             orders.append(order)
             for v in order:
                 m = model_for(v, models)
-                t0 = time.perf_counter()
-                out = RUNNERS[v](m, pv)
-                dt = time.perf_counter() - t0
+                with CallProbe() as probe:
+                    out = RUNNERS[v](m, pv)
                 del out
-                times[v].append(dt)
+                times[v].append(probe.wall)
+                cpu[v].append(probe.cpu)
+                foreign[v].append(probe.foreign)
                 gc.collect()
-            print(f"  B={b} rep {r + 1}/{reps}: " + ", ".join(f"{v} {times[v][-1]:.3f}s" for v in VARIANTS), flush=True)
-        results["timing"][str(b)] = {"reps": reps, "orders": orders, "variants": summarize(times)}
+            print(f"  B={b} rep {r + 1}/{reps}: " + ", ".join(
+                f"{v} {times[v][-1]:.3f}s (cpu {cpu[v][-1]:.2f}s, others {foreign[v][-1] or 0:.0%})" for v in VARIANTS
+            ), flush=True)
+        results["timing"][str(b)] = {"reps": reps, "orders": orders, "variants": summarize(times, cpu, foreign)}
 
     del models, sdpa, eager
     gc.collect()
@@ -429,6 +479,7 @@ def main(argv=None):
             }
 
     results["meta"]["total_wall_s"] = time.perf_counter() - t_start
+    results["meta"]["loadavg_end"] = os.getloadavg()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(results, indent=2) + "\n")
     print(markdown(results))
@@ -436,8 +487,8 @@ def main(argv=None):
 
 
 def markdown(results) -> str:
-    lines = ["", "| B | variant | median (s) | IQR (s) | ratio vs plain (medians) | median paired ratio | peak RSS delta (MiB) | extra vs plain (MiB) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["", "| B | variant | median (s) | IQR (s) | ratio vs plain (medians) | median paired ratio | CPU-time ratio | max others' CPU share | peak RSS delta (MiB) | extra vs plain (MiB) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     mem = results.get("memory")
     for b, tb in results["timing"].items():
         for v, s in tb["variants"].items():
@@ -448,7 +499,8 @@ def markdown(results) -> str:
             else:
                 ms = "- | -"
             lines.append(f"| {b} | {v} | {s['median_s']:.3f} | {s['iqr_s']:.3f} | {s['ratio_of_medians']:.3f} | "
-                         f"{s['median_paired_ratio']:.3f} | {ms} |")
+                         f"{s['median_paired_ratio']:.3f} | {s['cpu_ratio_of_medians']:.3f} | "
+                         f"{(s['foreign_cpu_share_max'] or 0):.0%} | {ms} |")
     lines.append("")
     for b, nbytes in results["attention_maps_all_layers_bytes"].items():
         lines.append(f"all layers' attention maps, B={b}: {nbytes / 1e6:.1f} MB ({nbytes / 2**20:.1f} MiB)")

@@ -1,12 +1,12 @@
 """The Python API, usable without Hydra.
 
-    from vzexp import compress_vision, visionzip
-    out = compress_vision(vision_model, pixel_values, strategy="visionzip", tokens=64)
-    out.tokens  # (B, K, d) compressed features at the selection layer, before any projector
-    out.index   # (B, n_dominant) kept sequence indices (CLS = 0 first, then top-k order)
+from vzexp import compress_vision, visionzip
+out = compress_vision(vision_model, pixel_values, strategy="visionzip", tokens=64)
+out.tokens  # (B, K, d) compressed features at the selection layer, before any projector
+out.index   # (B, n_dominant) kept sequence indices (CLS = 0 first, then top-k order)
 
-    model = visionzip(llava_model, dominant=54, contextual=10)  # patched in place
-    model.generate(**processor(images=..., text=..., return_tensors="pt"))
+model = visionzip(llava_model, dominant=54, contextual=10)  # patched in place
+model.generate(**processor(images=..., text=..., return_tensors="pt"))
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ def compress_vision(
 
 def visionzip(model, dominant: int = 54, contextual: int = 10, layer: int = -2):
     """Patch a transformers LlavaForConditionalGeneration in place to run VisionZip."""
-    return install(model, build_compressor("visionzip", dominant=dominant, contextual=contextual, layer=layer))
+    return install(
+        model, build_compressor("visionzip", dominant=dominant, contextual=contextual, layer=layer)
+    )
 
 
 def restore(model):

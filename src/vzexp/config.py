@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import typing
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -21,29 +21,29 @@ from omegaconf.errors import OmegaConfBaseException
 from vzexp.errors import ConfigError
 
 
-class EncoderKind(str, Enum):
+class EncoderKind(StrEnum):
     clip = "clip"
     siglip = "siglip"
 
 
-class ModelKind(str, Enum):
+class ModelKind(StrEnum):
     assembly = "assembly"
     checkpoint = "checkpoint"
 
 
-class DType(str, Enum):
+class DType(StrEnum):
     float32 = "float32"
     float16 = "float16"
     bfloat16 = "bfloat16"
 
 
-class Attention(str, Enum):
+class Attention(StrEnum):
     sdpa = "sdpa"
     eager = "eager"
     flash_attention_2 = "flash_attention_2"
 
 
-class FeatureSelect(str, Enum):
+class FeatureSelect(StrEnum):
     default = "default"
     full = "full"
 
@@ -78,7 +78,11 @@ class ModelConfig:
 
     def __post_init__(self):
         if self.kind == ModelKind.checkpoint and not self.path:
-            raise ConfigError("model.path", self.path, "a local checkpoint directory (e.g. model.path=/models/llava-1.5-7b-hf)")
+            raise ConfigError(
+                "model.path",
+                self.path,
+                "a local checkpoint directory (e.g. model.path=/models/llava-1.5-7b-hf)",
+            )
 
 
 @dataclass
@@ -91,7 +95,9 @@ class DataConfig:
 
     def __post_init__(self):
         if self.limit is not None and self.limit < 1:
-            raise ConfigError("data.limit", self.limit, "a positive number of samples, or null for all")
+            raise ConfigError(
+                "data.limit", self.limit, "a positive number of samples, or null for all"
+            )
         if self.batch_size < 1:
             raise ConfigError("data.batch_size", self.batch_size, "an integer >= 1")
         if self.num_workers < 0:
@@ -165,14 +171,20 @@ def check_compressor(node: dict[str, Any]) -> None:
             continue
         if key not in params:
             allowed = ", ".join(p for p in params if p != "self")
-            raise ConfigError(f"compressor.{key}", value, f"not a parameter of '{name}' (it takes: {allowed})")
+            raise ConfigError(
+                f"compressor.{key}", value, f"not a parameter of '{name}' (it takes: {allowed})"
+            )
         hint = hints.get(key)
         if hint is not None and value is not None and not _matches(value, hint):
             raise ConfigError(f"compressor.{key}", value, f"a value of type {_type_name(hint)}")
 
 
 def _matches(value: Any, hint: Any) -> bool:
-    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType")) else (hint,)
+    options = (
+        typing.get_args(hint)
+        if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType)
+        else (hint,)
+    )
     for option in options:
         if option is type(None):
             continue
@@ -195,8 +207,13 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="vzexp_schema", node=VzexpConfig)
     for group, node in (
-        ("encoder", EncoderConfig), ("llm", LLMConfig), ("model", ModelConfig), ("data", DataConfig),
-        ("task", TaskConfig), ("trainer", TrainerConfig), ("logger", LoggerConfig),
+        ("encoder", EncoderConfig),
+        ("llm", LLMConfig),
+        ("model", ModelConfig),
+        ("data", DataConfig),
+        ("task", TaskConfig),
+        ("trainer", TrainerConfig),
+        ("logger", LoggerConfig),
     ):
         cs.store(group=group, name=f"{group}_schema", node=node)
 
@@ -222,7 +239,9 @@ def _check_missing(node: Any, prefix: str = "") -> None:
             _check_missing(v, f"{prefix}{k}.")
     elif node == "???":
         key = prefix.rstrip(".")
-        raise ConfigError(key, None, f"a value is required; set it on the command line, e.g. {key}=/path/to/it")
+        raise ConfigError(
+            key, None, f"a value is required; set it on the command line, e.g. {key}=/path/to/it"
+        )
 
 
 def _offending_value(plain: dict, key: str) -> Any:

@@ -35,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     unknown = [a for a in args if a not in GROUPS]
     if unknown:
-        print(f"vzexp.list: error: group={unknown[0]!r} is not allowed: one of {', '.join(GROUPS)}", file=sys.stderr)
+        print(
+            f"vzexp.list: error: group={unknown[0]!r} is not allowed: one of {', '.join(GROUPS)}",
+            file=sys.stderr,
+        )
         return 2
     print(listing(args or GROUPS))
     return 0

@@ -11,7 +11,9 @@ def config_dir() -> Path:
     for candidate in (_PACKAGE_DIR / "conf", _PACKAGE_DIR.parents[1] / "conf"):
         if (candidate / "config.yaml").is_file():
             return candidate
-    raise FileNotFoundError(f"vzexp's conf/ tree is missing (looked in {_PACKAGE_DIR / 'conf'} and the repo root)")
+    raise FileNotFoundError(
+        f"vzexp's conf/ tree is missing (looked in {_PACKAGE_DIR / 'conf'} and the repo root)"
+    )
 
 
 def resource_dir() -> Path:

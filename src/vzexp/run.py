@@ -33,10 +33,14 @@ def tower_shape(settings: VzexpConfig) -> tuple[int, int, bool]:
         root = _check_checkpoint_dir(settings.model.path, "model.path", ("llava",))
         vision = AutoConfig.from_pretrained(root).vision_config
     elif settings.encoder.path:
-        vision = AutoConfig.from_pretrained(_check_checkpoint_dir(settings.encoder.path, "encoder.path", ()))
+        vision = AutoConfig.from_pretrained(
+            _check_checkpoint_dir(settings.encoder.path, "encoder.path", ())
+        )
         vision = getattr(vision, "vision_config", vision)
     else:
-        vision = AutoConfig.for_model(ENCODER_KINDS[settings.encoder.kind.value], **settings.encoder.config)
+        vision = AutoConfig.for_model(
+            ENCODER_KINDS[settings.encoder.kind.value], **settings.encoder.config
+        )
     grid = vision.image_size // vision.patch_size
     return grid * grid, vision.num_hidden_layers, vision.model_type.startswith("clip")
 
@@ -60,11 +64,17 @@ def load_model(settings: VzexpConfig, words: list[str]):
 
     m = settings.model
     if m.kind == ModelKind.checkpoint:
-        model, processor = load_checkpoint(m.path, m.dtype.value, m.device, m.attn_implementation.value)
+        model, processor = load_checkpoint(
+            m.path, m.dtype.value, m.device, m.attn_implementation.value
+        )
     else:
         model, processor = assemble(
-            OmegaConf.to_container(OmegaConf.structured(settings.encoder), resolve=True, enum_to_str=True),
-            OmegaConf.to_container(OmegaConf.structured(settings.llm), resolve=True, enum_to_str=True),
+            OmegaConf.to_container(
+                OmegaConf.structured(settings.encoder), resolve=True, enum_to_str=True
+            ),
+            OmegaConf.to_container(
+                OmegaConf.structured(settings.llm), resolve=True, enum_to_str=True
+            ),
             words,
             feature_layer=m.feature_layer,
             select=m.select.value,
@@ -92,14 +102,19 @@ def hydra_tags() -> dict[str, str]:
     if not HydraConfig.initialized():
         return {}
     hc = HydraConfig.get()
-    tags = {f"choice.{k}": str(v) for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
+    tags = {
+        f"choice.{k}": str(v) for k, v in hc.runtime.choices.items() if not k.startswith("hydra")
+    }
     tags["vzexp.overrides"] = " ".join(hc.overrides.task)[:5000]
     return tags
 
 
 def results_table(metrics: dict[str, float], settings: VzexpConfig) -> str:
-    rows = [("model", settings.model.name), ("compressor", settings.compressor.get("name", "?")),
-            ("data", settings.data.name)]
+    rows = [
+        ("model", settings.model.name),
+        ("compressor", settings.compressor.get("name", "?")),
+        ("data", settings.data.name),
+    ]
     rows += [(k, f"{v:.4g}") for k, v in metrics.items()]
     width = max(len(k) for k, _ in rows)
     lines = [f"| {'':{width}} | value |", f"|{'-' * (width + 2)}|-------|"]
@@ -117,14 +132,17 @@ def run(cfg: DictConfig) -> dict[str, float]:
         enabled=settings.logger.name == "mlflow",
         params=params,
         experiment_name=settings.logger.experiment_name,
-        run_name=settings.logger.run_name or f"{settings.compressor.get('name')}-t{settings.tokens}",
+        run_name=settings.logger.run_name
+        or f"{settings.compressor.get('name')}-t{settings.tokens}",
         uri=settings.logger.tracking_uri,
         tags=hydra_tags(),
     ) as tracker:
         return evaluate(settings, compressor, params, out, tracker)
 
 
-def evaluate(settings: VzexpConfig, compressor, params: dict, out: Path, tracker) -> dict[str, float]:
+def evaluate(
+    settings: VzexpConfig, compressor, params: dict, out: Path, tracker
+) -> dict[str, float]:
     import lightning as L
     from hydra.utils import instantiate
 
@@ -140,7 +158,11 @@ def evaluate(settings: VzexpConfig, compressor, params: dict, out: Path, tracker
     words = dataset.vocabulary() if hasattr(dataset, "vocabulary") else []
     model, processor = load_model(settings, words)
     install(model, compressor)
-    log.info("visual tokens per image: %d (full: %s)", model.vzexp_tokens_per_image, "see compressor=none")
+    log.info(
+        "visual tokens per image: %d (full: %s)",
+        model.vzexp_tokens_per_image,
+        "see compressor=none",
+    )
 
     trainer = L.Trainer(
         accelerator=settings.trainer.accelerator,
@@ -155,7 +177,9 @@ def evaluate(settings: VzexpConfig, compressor, params: dict, out: Path, tracker
     datamodule = EvalDataModule(
         dataset, processor, settings.data.batch_size, settings.data.limit, settings.data.num_workers
     )
-    batches = trainer.predict(Evaluator(model, processor, settings.task.max_new_tokens), datamodule=datamodule)
+    batches = trainer.predict(
+        Evaluator(model, processor, settings.task.max_new_tokens), datamodule=datamodule
+    )
     records = [r for batch in batches for r in batch]
 
     predictions = out / settings.task.predictions_file

@@ -16,7 +16,11 @@ MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 def tracking_uri(configured: str | None = None) -> str:
     """The configured URI, else MLFLOW_TRACKING_URI, else MLflow's own default store (SQLite)
     in the working directory, as an absolute URI so that sweeps write to one place."""
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    return (
+        configured
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    )
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, str]:
@@ -35,7 +39,9 @@ def flatten(node: Any, prefix: str = "") -> dict[str, str]:
 def git_commit() -> str | None:
     try:
         root = Path(__file__).resolve().parents[2]
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None

@@ -19,7 +19,9 @@ def runs(env):
     ("compressor", "tokens", "expected_tokens"),
     [("visionzip", 32, 32), ("none", 64, 256), ("dominant", 16, 16)],
 )
-def test_run_writes_an_mlflow_run_with_metrics(tmp_path, cli_env, compressor, tokens, expected_tokens):
+def test_run_writes_an_mlflow_run_with_metrics(
+    tmp_path, cli_env, compressor, tokens, expected_tokens
+):
     proc = run_cli([f"compressor={compressor}", f"tokens={tokens}", *FAST], cli_env, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| accuracy" in proc.stdout  # the results table
@@ -31,10 +33,14 @@ def test_run_writes_an_mlflow_run_with_metrics(tmp_path, cli_env, compressor, to
     assert m["samples"] == 4
     assert m["visual_tokens"] == expected_tokens
     assert 0.0 <= m["accuracy"] <= 1.0
-    assert m["prefill_ms_per_sample"] > 0 and m["generate_ms_per_sample"] >= m["prefill_ms_per_sample"]
+    assert (
+        m["prefill_ms_per_sample"] > 0 and m["generate_ms_per_sample"] >= m["prefill_ms_per_sample"]
+    )
     assert m["peak_memory_mb"] > 0
     p = run.data.params
-    assert p["compressor.name"] == compressor and p["tokens"] == str(tokens) and p["data.limit"] == "4"
+    assert (
+        p["compressor.name"] == compressor and p["tokens"] == str(tokens) and p["data.limit"] == "4"
+    )
     assert run.data.tags["choice.compressor"] == compressor
     assert "mlflow.source.git.commit" in run.data.tags
     assert "vzexp.command" in run.data.tags
@@ -45,7 +51,9 @@ def test_run_writes_an_mlflow_run_with_metrics(tmp_path, cli_env, compressor, to
 
 
 def test_checkpoint_model_by_path(tmp_path, cli_env, tiny_checkpoint):
-    proc = run_cli(["model=llava_hf", f"model.path={tiny_checkpoint}", "tokens=12", *FAST], cli_env, tmp_path)
+    proc = run_cli(
+        ["model=llava_hf", f"model.path={tiny_checkpoint}", "tokens=12", *FAST], cli_env, tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     _, found = runs(cli_env)
     assert found[0].data.metrics["visual_tokens"] == 12
@@ -71,7 +79,10 @@ def test_help_lists_the_groups(tmp_path, cli_env):
         (["data.limit=0"], "data.limit=0"),
         (["model=llava_hf"], "model.path"),
         (["model=llava_hf", "model.path=/no/such/dir"], "model.path='/no/such/dir'"),
-        (["+compressor.bogus=1"], "compressor.bogus=1 is not allowed: not a parameter of 'visionzip'"),
+        (
+            ["+compressor.bogus=1"],
+            "compressor.bogus=1 is not allowed: not a parameter of 'visionzip'",
+        ),
     ],
 )
 def test_bad_values_fail_with_one_line(tmp_path, cli_env, args, needle):
@@ -96,7 +107,9 @@ def test_crash_after_start_ends_the_run_failed(tmp_path, cli_env):
         '{"model_type": "llava", "vision_config": {"model_type": "clip_vision_model", "image_size": 56,'
         ' "patch_size": 7, "num_hidden_layers": 3}, "text_config": {"model_type": "llama"}}'
     )
-    proc = run_cli(["model=llava_hf", f"model.path={broken}", "tokens=12"], cli_env, tmp_path, timeout=120)
+    proc = run_cli(
+        ["model=llava_hf", f"model.path={broken}", "tokens=12"], cli_env, tmp_path, timeout=120
+    )
     assert proc.returncode == 2
     assert "could not be loaded" in proc.stderr
     _, found = runs(cli_env)

@@ -10,15 +10,31 @@ from mlflow.tracking import MlflowClient
 
 
 def test_list_prints_every_group_with_descriptions(cli_env, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "vzexp.list"], env=cli_env, cwd=tmp_path, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vzexp.list"],
+        env=cli_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0
     assert "compressor:" in proc.stdout and "visionzip  VisionZip (CVPR 2025)" in proc.stdout
-    bad = subprocess.run([sys.executable, "-m", "vzexp.list", "nope"], env=cli_env, cwd=tmp_path, capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "vzexp.list", "nope"],
+        env=cli_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "group='nope'" in bad.stderr
 
 
 def test_token_sweep_makes_one_run_per_job(tmp_path, cli_env):
-    proc = run_cli(["-m", "tokens=8,16", "data.limit=2", "data.batch_size=2", "task.max_new_tokens=1"], cli_env, tmp_path)
+    proc = run_cli(
+        ["-m", "tokens=8,16", "data.limit=2", "data.batch_size=2", "task.max_new_tokens=1"],
+        cli_env,
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = MlflowClient(cli_env["MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name("vzexp")
@@ -31,13 +47,40 @@ def test_wheel_ships_the_config_tree(tmp_path, cli_env):
     """A non-editable install (wheel) finds conf/ inside the package, from any working dir."""
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q", "--target", str(target), str(REPO)],
-        check=True, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "--target",
+            str(target),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert (target / "vzexp" / "conf" / "config.yaml").is_file()
     env = dict(cli_env, PYTHONPATH=str(target))
-    proc = subprocess.run([sys.executable, "-m", "vzexp", "--cfg", "job"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vzexp", "--cfg", "job"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "compressor:" in proc.stdout and "visionzip" in proc.stdout
-    imported = subprocess.run([sys.executable, "-c", "import vzexp.paths as p; print(p.config_dir())"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    imported = subprocess.run(
+        [sys.executable, "-c", "import vzexp.paths as p; print(p.config_dir())"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert str(target) in imported.stdout

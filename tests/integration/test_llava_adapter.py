@@ -18,7 +18,9 @@ def prompt(processor, question="What color is the square?"):
 
 def test_none_matches_the_models_own_feature_path(tiny_llava, images):
     model, processor = tiny_llava
-    inputs = processor(images=images[:2], text=[prompt(processor)] * 2, return_tensors="pt", padding=True)
+    inputs = processor(
+        images=images[:2], text=[prompt(processor)] * 2, return_tensors="pt", padding=True
+    )
     with torch.no_grad():
         plain = model(**inputs).logits
         install(model, NoCompression())
@@ -50,15 +52,25 @@ def test_generation_uses_the_compressed_features(tiny_llava, images):
     model, processor = tiny_llava
     inputs = processor(images=images[:1], text=[prompt(processor)], return_tensors="pt")
     with torch.no_grad():
-        result = compress_vision(model.model.vision_tower, inputs.pixel_values, dominant=10, contextual=3)
+        result = compress_vision(
+            model.model.vision_tower, inputs.pixel_values, dominant=10, contextual=3
+        )
         projected = model.model.multi_modal_projector(result.tokens)
-        ids, mask = shrink_placeholders(inputs.input_ids, inputs.attention_mask, model.config.image_token_id, 64, 13, 0)
+        ids, mask = shrink_placeholders(
+            inputs.input_ids, inputs.attention_mask, model.config.image_token_id, 64, 13, 0
+        )
         embeds = model.get_input_embeddings()(ids)
         embeds[ids == model.config.image_token_id] = projected.reshape(-1, projected.shape[-1])
         manual = model(inputs_embeds=embeds, attention_mask=mask).logits[:, -1]
         visionzip(model, dominant=10, contextual=3)
         try:
-            out = model.generate(**inputs, max_new_tokens=1, do_sample=False, output_logits=True, return_dict_in_generate=True)
+            out = model.generate(
+                **inputs,
+                max_new_tokens=1,
+                do_sample=False,
+                output_logits=True,
+                return_dict_in_generate=True,
+            )
         finally:
             restore(model)
     torch.testing.assert_close(out.logits[0], manual, rtol=1e-4, atol=1e-5)

@@ -26,16 +26,26 @@ def split_budget(
     seq_len = num_patches + int(has_cls)
     if dominant is None and contextual is None:
         if tokens is None:
-            raise BudgetError("tokens", None, "a positive number of visual tokens, or compressor.dominant/contextual")
+            raise BudgetError(
+                "tokens",
+                None,
+                "a positive number of visual tokens, or compressor.dominant/contextual",
+            )
         if not 2 <= tokens < seq_len:
             raise BudgetError(
-                "tokens", tokens, f"2..{seq_len - 1} for this encoder ({num_patches} patches{' + CLS' if has_cls else ''})"
+                "tokens",
+                tokens,
+                f"2..{seq_len - 1} for this encoder ({num_patches} patches{' + CLS' if has_cls else ''})",
             )
         contextual = max(1, round(tokens * CONTEXTUAL_SHARE))
         dominant = tokens - contextual
     elif dominant is None:
         if tokens is None:
-            raise BudgetError("compressor.dominant", None, "set it, or set tokens so that dominant = tokens - contextual")
+            raise BudgetError(
+                "compressor.dominant",
+                None,
+                "set it, or set tokens so that dominant = tokens - contextual",
+            )
         dominant = tokens - contextual
     elif contextual is None:
         contextual = 0 if tokens is None else tokens - dominant
@@ -47,7 +57,9 @@ def check_split(dominant: int, contextual: int, num_patches: int, has_cls: bool)
     seq_len = num_patches + int(has_cls)
     low = 1  # at least one dominant token (the CLS token itself when present)
     if not low <= dominant <= seq_len:
-        raise BudgetError("compressor.dominant", dominant, f"{low}..{seq_len} (tokens kept, CLS counted)")
+        raise BudgetError(
+            "compressor.dominant", dominant, f"{low}..{seq_len} (tokens kept, CLS counted)"
+        )
     remaining = seq_len - dominant
     if not 0 <= contextual <= remaining:
         raise BudgetError(

@@ -30,7 +30,11 @@ def build_compressor(name: str, **overrides) -> Compressor:
     cfg = strategy_config(name)
     for key, value in overrides.items():
         if key not in cfg:
-            raise ConfigError(f"compressor.{key}", value, f"a parameter of '{name}': {', '.join(k for k in cfg if not k.startswith('_'))}")
+            raise ConfigError(
+                f"compressor.{key}",
+                value,
+                f"a parameter of '{name}': {', '.join(k for k in cfg if not k.startswith('_'))}",
+            )
         cfg[key] = value
     # Interpolations like ${tokens} only make sense under Hydra; here the caller gives values.
     cfg = {k: (None if isinstance(v, str) and v.startswith("${") else v) for k, v in cfg.items()}

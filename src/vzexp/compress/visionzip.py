@@ -89,12 +89,21 @@ class VisionZip(Compressor):
             return CompressionResult(tokens=kept, index=index)
         rest = capture.hidden.shape[1] - dominant
         ctx, assignment = merge_contextual(
-            gather_rows(capture.hidden, ~keep, rest), gather_rows(capture.keys, ~keep, rest), contextual
+            gather_rows(capture.hidden, ~keep, rest),
+            gather_rows(capture.keys, ~keep, rest),
+            contextual,
         )
-        return CompressionResult(tokens=torch.cat([kept, ctx], dim=1), index=index, assignment=assignment)
+        return CompressionResult(
+            tokens=torch.cat([kept, ctx], dim=1), index=index, assignment=assignment
+        )
 
     def describe(self) -> dict:
-        return {**super().describe(), "budget": self.budget, "dominant": self.dominant, "contextual": self.contextual}
+        return {
+            **super().describe(),
+            "budget": self.budget,
+            "dominant": self.dominant,
+            "contextual": self.contextual,
+        }
 
 
 class Dominant(VisionZip):
@@ -110,5 +119,9 @@ class Dominant(VisionZip):
             return split_budget(None, num_patches, has_cls, self.dominant, 0)
         seq_len = num_patches + int(has_cls)
         if self.budget is None or not 1 <= self.budget <= seq_len:
-            raise BudgetError("tokens", self.budget, f"1..{seq_len} for this encoder ({num_patches} patches{' + CLS' if has_cls else ''})")
+            raise BudgetError(
+                "tokens",
+                self.budget,
+                f"1..{seq_len} for this encoder ({num_patches} patches{' + CLS' if has_cls else ''})",
+            )
         return self.budget, 0

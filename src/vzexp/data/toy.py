@@ -12,7 +12,12 @@ from torch.utils.data import Dataset
 
 from vzexp.data.sample import Sample
 
-COLORS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 70, 220), "yellow": (230, 210, 40)}
+COLORS = {
+    "red": (220, 40, 40),
+    "green": (40, 180, 60),
+    "blue": (40, 70, 220),
+    "yellow": (230, 210, 40),
+}
 BACKGROUND = (128, 128, 128)
 QUESTION = "What color is the square?"
 
@@ -27,7 +32,9 @@ class ToyColors(Dataset):
             x, y = rng.randint(0, image_size - side), rng.randint(0, image_size - side)
             image = Image.new("RGB", (image_size, image_size), BACKGROUND)
             ImageDraw.Draw(image).rectangle([x, y, x + side - 1, y + side - 1], fill=COLORS[color])
-            self.samples.append(Sample(id=f"toy-{i:05d}", image=image, question=QUESTION, answer=color))
+            self.samples.append(
+                Sample(id=f"toy-{i:05d}", image=image, question=QUESTION, answer=color)
+            )
 
     @staticmethod
     def vocabulary() -> list[str]:

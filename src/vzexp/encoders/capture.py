@@ -96,7 +96,9 @@ def resolve_layer(layer: int, depth: int, key: str = "compressor.layer") -> int:
     if 1 <= layer <= depth:
         return layer - 1
     raise ConfigError(
-        key, layer, f"an encoder layer in [-{depth}, -1] or [1, {depth}] (this tower has {depth} layers)"
+        key,
+        layer,
+        f"an encoder layer in [-{depth}, -1] or [1, {depth}] (this tower has {depth} layers)",
     )
 
 
@@ -116,7 +118,11 @@ def capture_layer(
     feature layer's hidden states (default: the selection layer itself)."""
     info = tower_info(vision_model)
     sel = resolve_layer(layer, info.depth)
-    feat = sel if feature_layer is None else resolve_layer(feature_layer, info.depth, "model.feature_layer")
+    feat = (
+        sel
+        if feature_layer is None
+        else resolve_layer(feature_layer, info.depth, "model.feature_layer")
+    )
     attn = info.layers[sel].self_attn
     store: dict[str, Tensor] = {}
     want_all_queries = need_received or not info.has_cls

@@ -23,13 +23,21 @@ class Collator:
     def __call__(self, samples: list[Sample]) -> dict[str, Any]:
         prompts = [
             self.processor.apply_chat_template(
-                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": s.question}]}],
+                [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image"}, {"type": "text", "text": s.question}],
+                    }
+                ],
                 add_generation_prompt=True,
             )
             for s in samples
         ]
         inputs = self.processor(
-            images=[s.image.convert("RGB") for s in samples], text=prompts, padding=True, return_tensors="pt"
+            images=[s.image.convert("RGB") for s in samples],
+            text=prompts,
+            padding=True,
+            return_tensors="pt",
         )
         return {
             "inputs": dict(inputs),
@@ -40,7 +48,14 @@ class Collator:
 
 
 class EvalDataModule(L.LightningDataModule):
-    def __init__(self, dataset: Dataset, processor, batch_size: int = 8, limit: int | None = None, num_workers: int = 0):
+    def __init__(
+        self,
+        dataset: Dataset,
+        processor,
+        batch_size: int = 8,
+        limit: int | None = None,
+        num_workers: int = 0,
+    ):
         super().__init__()
         self.dataset, self.processor = dataset, processor
         self.batch_size, self.limit, self.num_workers = batch_size, limit, num_workers
@@ -50,7 +65,10 @@ class EvalDataModule(L.LightningDataModule):
         if self.limit is not None:  # the first N samples, as lmms-eval's --limit
             data = Subset(data, range(min(self.limit, len(data))))
         return DataLoader(
-            data, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
+            data,
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
             collate_fn=Collator(self.processor),
         )
 
@@ -74,7 +92,6 @@ class PhaseTimer(BaseStreamer):
         return self.stamps[1] - self.stamps[0] if len(self.stamps) > 1 else 0.0
 
 
-
 class Evaluator(L.LightningModule):
     """Wraps a LLaVA model patched with a compressor (vzexp.models.llava.install)."""
 
@@ -90,7 +107,10 @@ class Evaluator(L.LightningModule):
         prompt_len = inputs["input_ids"].shape[1]
         start = time.perf_counter()
         out = self.model.generate(
-            **inputs, max_new_tokens=self.max_new_tokens, do_sample=False, streamer=timer,
+            **inputs,
+            max_new_tokens=self.max_new_tokens,
+            do_sample=False,
+            streamer=timer,
             pad_token_id=self.processor.tokenizer.pad_token_id,
         )
         total = time.perf_counter() - start
@@ -98,20 +118,22 @@ class Evaluator(L.LightningModule):
         n = len(texts)
         records = []
         for i, text in enumerate(texts):
-            records.append({
-                "id": batch["ids"][i],
-                "question": batch["questions"][i],
-                "answer": batch["answers"][i],
-                "prediction": text.strip(),
-                "correct": exact_match(text, batch["answers"][i]),
-                "visual_tokens": stats.visual_tokens // max(stats.images, 1),
-                # Batch-level times shared equally by the batch's samples. transformers encodes
-                # images before the LLM prefill, so time to first token = vision + LLM prefill.
-                "vision_s": stats.vision_seconds / n,
-                "llm_prefill_s": timer.prefill / n,
-                "prefill_s": (stats.vision_seconds + timer.prefill) / n,
-                "generate_s": total / n,
-            })
+            records.append(
+                {
+                    "id": batch["ids"][i],
+                    "question": batch["questions"][i],
+                    "answer": batch["answers"][i],
+                    "prediction": text.strip(),
+                    "correct": exact_match(text, batch["answers"][i]),
+                    "visual_tokens": stats.visual_tokens // max(stats.images, 1),
+                    # Batch-level times shared equally by the batch's samples. transformers encodes
+                    # images before the LLM prefill, so time to first token = vision + LLM prefill.
+                    "vision_s": stats.vision_seconds / n,
+                    "llm_prefill_s": timer.prefill / n,
+                    "prefill_s": (stats.vision_seconds + timer.prefill) / n,
+                    "generate_s": total / n,
+                }
+            )
         return records
 
 

@@ -36,17 +36,25 @@ def torch_dtype(name: str) -> torch.dtype:
 
 def _check_checkpoint_dir(path: str | None, key: str, families: tuple[str, ...]) -> Path:
     if not path:
-        raise MissingPathError(f"{key} is not set: give a local checkpoint directory, e.g. {key}=/models/llava-1.5-7b-hf")
+        raise MissingPathError(
+            f"{key} is not set: give a local checkpoint directory, e.g. {key}=/models/llava-1.5-7b-hf"
+        )
     root = Path(path).expanduser()
     if not (root / "config.json").is_file():
-        raise MissingPathError(f"{key}={path!r}: no config.json there; expected a local transformers checkpoint directory")
+        raise MissingPathError(
+            f"{key}={path!r}: no config.json there; expected a local transformers checkpoint directory"
+        )
     model_type = json.loads((root / "config.json").read_text()).get("model_type")
     if families and model_type not in families:
-        raise MissingPathError(f"{key}={path!r} holds a '{model_type}' model; this config expects one of {', '.join(families)}")
+        raise MissingPathError(
+            f"{key}={path!r} holds a '{model_type}' model; this config expects one of {', '.join(families)}"
+        )
     return root
 
 
-def load_checkpoint(path: str, dtype: str = "float32", device: str = "cpu", attn_implementation: str = "sdpa"):
+def load_checkpoint(
+    path: str, dtype: str = "float32", device: str = "cpu", attn_implementation: str = "sdpa"
+):
     """A llava-hf directory (LLaVA-1.5 and friends) through the standard transformers classes."""
     root = _check_checkpoint_dir(path, "model.path", LLAVA_MODEL_TYPES)
     try:
@@ -56,7 +64,9 @@ def load_checkpoint(path: str, dtype: str = "float32", device: str = "cpu", attn
         processor = AutoProcessor.from_pretrained(root)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MissingPathError(f"model.path={path!r} could not be loaded as a llava-hf checkpoint (weights + processor files): {first}") from exc
+        raise MissingPathError(
+            f"model.path={path!r} could not be loaded as a llava-hf checkpoint (weights + processor files): {first}"
+        ) from exc
     processor.tokenizer.padding_side = "left"
     return model.eval(), processor
 
@@ -125,7 +135,9 @@ def assemble(
         vision_feature_layer=feature_layer,
         vision_feature_select_strategy=select,
     )
-    model = LlavaForConditionalGeneration._from_config(config, attn_implementation=attn_implementation)
+    model = LlavaForConditionalGeneration._from_config(
+        config, attn_implementation=attn_implementation
+    )
     if tower is not None:
         model.model.vision_tower.load_state_dict(tower.state_dict())
     if llm is not None:

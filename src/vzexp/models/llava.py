@@ -40,7 +40,11 @@ class CompressionStats:
 def feature_layer(model) -> int:
     layer = model.config.vision_feature_layer
     if not isinstance(layer, int):
-        raise ConfigError("model.vision_feature_layer", layer, "a single layer index (multi-layer features are not supported yet)")
+        raise ConfigError(
+            "model.vision_feature_layer",
+            layer,
+            "a single layer index (multi-layer features are not supported yet)",
+        )
     return layer
 
 
@@ -69,7 +73,12 @@ def compressed_features(model, pixel_values: Tensor, compressor: Compressor) -> 
 
 
 def shrink_placeholders(
-    input_ids: Tensor, attention_mask: Tensor | None, image_token_id: int, full: int, kept: int, pad_id: int
+    input_ids: Tensor,
+    attention_mask: Tensor | None,
+    image_token_id: int,
+    full: int,
+    kept: int,
+    pad_id: int,
 ) -> tuple[Tensor, Tensor]:
     """Cut every run of `full` image placeholders to `kept`, then left-pad the rows again."""
     if attention_mask is None:
@@ -79,14 +88,18 @@ def shrink_placeholders(
         ids = ids[mask.bool()]
         is_image = ids == image_token_id
         # Position of each placeholder inside its run: reset at every non-image token.
-        run_start = torch.cummax(torch.where(is_image, 0, torch.arange(1, len(ids) + 1)), dim=0).values
+        run_start = torch.cummax(
+            torch.where(is_image, 0, torch.arange(1, len(ids) + 1)), dim=0
+        ).values
         pos_in_run = torch.arange(1, len(ids) + 1) - run_start - 1
         n_image = int(is_image.sum())
         if n_image % full != 0 and n_image % kept == 0:
             rows.append(ids)  # already shrunk by the caller
             continue
         if n_image % full != 0:
-            raise ValueError(f"found {n_image} image placeholders, not a multiple of the {full} per image the processor should expand to")
+            raise ValueError(
+                f"found {n_image} image placeholders, not a multiple of the {full} per image the processor should expand to"
+            )
         rows.append(ids[~is_image | (pos_in_run < kept)])
     width = max(len(r) for r in rows)
     out_ids = torch.full((len(rows), width), pad_id, dtype=input_ids.dtype)
@@ -107,7 +120,9 @@ def install(model, compressor: Compressor) -> Any:
     kept = tokens_per_image(model, compressor)  # validates the budget against the grid now
     original = {"get_image_features": inner.get_image_features, "generate": model.generate}
 
-    def get_image_features(pixel_values, vision_feature_layer=None, vision_feature_select_strategy=None, **kwargs):
+    def get_image_features(
+        pixel_values, vision_feature_layer=None, vision_feature_select_strategy=None, **kwargs
+    ):
         start = time.perf_counter()
         result = compressed_features(model, pixel_values, compressor)
         projected = inner.multi_modal_projector(result.tokens)
@@ -115,14 +130,20 @@ def install(model, compressor: Compressor) -> Any:
         stats.visual_tokens += projected.shape[0] * projected.shape[1]
         stats.vision_seconds += time.perf_counter() - start
         stats.last = result
-        return BaseModelOutputWithPooling(last_hidden_state=result.tokens, pooler_output=list(projected))
+        return BaseModelOutputWithPooling(
+            last_hidden_state=result.tokens, pooler_output=list(projected)
+        )
 
     def generate(input_ids=None, attention_mask=None, **kwargs):
         if input_ids is None or kwargs.get("pixel_values") is None:
-            return original["generate"](input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+            return original["generate"](
+                input_ids=input_ids, attention_mask=attention_mask, **kwargs
+            )
         pad_id = model.generation_config.pad_token_id
         pad_id = pad_id if pad_id is not None else 0
-        ids, mask = shrink_placeholders(input_ids, attention_mask, model.config.image_token_id, full, kept, pad_id)
+        ids, mask = shrink_placeholders(
+            input_ids, attention_mask, model.config.image_token_id, full, kept, pad_id
+        )
         out = original["generate"](input_ids=ids, attention_mask=mask, **kwargs)
         sequences = out if isinstance(out, Tensor) else out.sequences
         # Give back the caller's prompt followed by the new tokens.
