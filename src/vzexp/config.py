@@ -8,6 +8,7 @@ allowed, before any model is loaded.
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -182,7 +183,7 @@ def check_compressor(node: dict[str, Any]) -> None:
 def _matches(value: Any, hint: Any) -> bool:
     options = (
         typing.get_args(hint)
-        if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType)
+        if typing.get_origin(hint) in (typing.Union, types.UnionType)
         else (hint,)
     )
     for option in options:

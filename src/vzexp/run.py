@@ -158,11 +158,7 @@ def evaluate(
     words = dataset.vocabulary() if hasattr(dataset, "vocabulary") else []
     model, processor = load_model(settings, words)
     install(model, compressor)
-    log.info(
-        "visual tokens per image: %d (full: %s)",
-        model.vzexp_tokens_per_image,
-        "see compressor=none",
-    )
+    log.info("visual tokens per image: %d", model.vzexp_tokens_per_image)
 
     trainer = L.Trainer(
         accelerator=settings.trainer.accelerator,

@@ -128,8 +128,9 @@ def capture_layer(
     want_all_queries = need_received or not info.has_cls
 
     def keep_queries(_m, _i, out):
-        # Only the CLS query is needed unless attention received is asked for.
-        store["q"] = out if want_all_queries else out[:, :1]
+        # Only the CLS query is needed unless attention received is asked for; clone so the
+        # slice does not keep the whole (B, T, d) query tensor alive.
+        store["q"] = out if want_all_queries else out[:, :1].clone()
 
     def keep_keys(_m, _i, out):
         store["k"] = out
@@ -165,6 +166,6 @@ def capture_layer(
         hidden=store["h"],
         keys=keys.mean(dim=2),
         cls_attention=cls_attention,
-        received_attention=received if (need_received or not info.has_cls) else None,
+        received_attention=received,
         has_cls=info.has_cls,
     )
