@@ -76,6 +76,8 @@ class ModelConfig:
     feature_layer: int = -2
     select: FeatureSelect = FeatureSelect.default
     projector_act: str = "gelu"
+    # This model's usual visual-token budget; the top-level `tokens` follows it unless set.
+    tokens: int = 64
 
     def __post_init__(self):
         if self.kind == ModelKind.checkpoint and not self.path:
@@ -107,6 +109,8 @@ class DataConfig:
 
 @dataclass
 class TaskConfig:
+    """task=eval: prefill + greedy generation, scored and timed."""
+
     name: str = "eval"
     max_new_tokens: int = 4
     predictions_file: str = "predictions.jsonl"
@@ -114,6 +118,59 @@ class TaskConfig:
     def __post_init__(self):
         if self.max_new_tokens < 1:
             raise ConfigError("task.max_new_tokens", self.max_new_tokens, "an integer >= 1")
+
+
+@dataclass
+class StageConfig:
+    """One training stage of the tiny model recipe."""
+
+    steps: int = 100
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    turns: int = 6  # questions per training conversation (QA stages)
+
+
+@dataclass
+class Stages:
+    tower: StageConfig = field(default_factory=StageConfig)
+    language: StageConfig = field(default_factory=StageConfig)
+    align: StageConfig = field(default_factory=StageConfig)
+    instruct: StageConfig = field(default_factory=StageConfig)
+
+    def __post_init__(self):
+        for name in ("tower", "language", "align", "instruct"):
+            stage = getattr(self, name)
+            for key, low in (("steps", 0), ("batch_size", 1), ("warmup_steps", 0), ("turns", 1)):
+                if getattr(stage, key) < low:
+                    raise ConfigError(
+                        f"task.stages.{name}.{key}", getattr(stage, key), f"an integer >= {low}"
+                    )
+            if stage.lr <= 0:
+                raise ConfigError(f"task.stages.{name}.lr", stage.lr, "a learning rate > 0")
+
+
+@dataclass
+class BuildTinyTaskConfig:
+    """task=build_tiny: the recipe that trains the shipped tiny_shapes model."""
+
+    name: str = "build_tiny"
+    train_scenes: int = 12000
+    max_objects: int = 4
+    eval_size: int = 800
+    output: str = "tiny_shapes"
+    install: bool = False
+    max_new_tokens: int = 4
+    stages: Stages = field(default_factory=Stages)
+
+    def __post_init__(self):
+        for key in ("train_scenes", "max_objects", "eval_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"task.{key}", getattr(self, key), "an integer >= 1")
+
+
+TASKS = {"eval": TaskConfig, "build_tiny": BuildTinyTaskConfig}
 
 
 @dataclass
@@ -143,7 +200,7 @@ class VzexpConfig:
     model: ModelConfig
     compressor: dict[str, Any]
     data: DataConfig
-    task: TaskConfig
+    task: Any
     trainer: TrainerConfig
     logger: LoggerConfig
     tokens: int = 64
@@ -154,6 +211,7 @@ class VzexpConfig:
         if self.tokens < 1:
             raise ConfigError("tokens", self.tokens, "a positive number of visual tokens per image")
         check_compressor(self.compressor)
+        self.task = _to_schema(self.task, TASKS, "task")
 
 
 def check_compressor(node: dict[str, Any]) -> None:
@@ -205,6 +263,11 @@ def _type_name(hint: Any) -> str:
 
 
 def register_configs() -> None:
+    from vzexp.paths import resource_dir
+
+    if not OmegaConf.has_resolver("vzexp_resource"):
+        # ${vzexp_resource:tiny_shapes}: a directory shipped inside the package (works for wheels).
+        OmegaConf.register_new_resolver("vzexp_resource", lambda name: str(resource_dir() / name))
     cs = ConfigStore.instance()
     cs.store(name="vzexp_schema", node=VzexpConfig)
     for group, node in (
@@ -212,7 +275,6 @@ def register_configs() -> None:
         ("llm", LLMConfig),
         ("model", ModelConfig),
         ("data", DataConfig),
-        ("task", TaskConfig),
         ("trainer", TrainerConfig),
         ("logger", LoggerConfig),
     ):
@@ -232,6 +294,21 @@ def validate(cfg: DictConfig) -> VzexpConfig:
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or "config"
         raise ConfigError(key, _offending_value(plain, key), _first_line(exc)) from None
+
+
+def _to_schema(plain: dict[str, Any], schemas: dict[str, type], key: str) -> Any:
+    """A group whose options have different schemas (chosen by `name`) -> that option's dataclass."""
+    name = plain.get("name")
+    if name not in schemas:
+        raise ConfigError(f"{key}.name", name, f"one of {', '.join(schemas)}")
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schemas[name]), plain))
+    except ConfigError:
+        raise
+    except OmegaConfBaseException as exc:
+        inner = getattr(exc, "full_key", None) or ""
+        full = f"{key}.{inner}" if inner else key
+        raise ConfigError(full, _offending_value(plain, inner), _first_line(exc)) from None
 
 
 def _check_missing(node: Any, prefix: str = "") -> None:

@@ -7,11 +7,23 @@ import sys
 
 from vzexp.paths import config_dir
 
-GROUPS = ("compressor", "model", "encoder", "llm", "data", "task", "trainer", "logger")
+GROUPS = (
+    "compressor",
+    "model",
+    "encoder",
+    "llm",
+    "data",
+    "task",
+    "trainer",
+    "logger",
+    "experiment",
+)
 
 
 def describe(path) -> str:
     for line in path.read_text().splitlines():
+        if line.startswith("# @package"):  # Hydra's directive, not a description
+            continue
         if line.startswith("#"):
             return line.lstrip("# ").strip()
         if line.strip():

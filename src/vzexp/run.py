@@ -124,34 +124,78 @@ def results_table(metrics: dict[str, float], settings: VzexpConfig) -> str:
 
 def run(cfg: DictConfig) -> dict[str, float]:
     settings = validate(cfg)
-    compressor = build_compressor(settings)
+    building = settings.task.name == "build_tiny"
+    compressor = None if building else build_compressor(settings)
     out = output_dir()
     out.mkdir(parents=True, exist_ok=True)
     params = logged_params(cfg, settings)
+    default_name = (
+        "build_tiny" if building else f"{settings.compressor.get('name')}-t{settings.tokens}"
+    )
     with tracked_run(
         enabled=settings.logger.name == "mlflow",
         params=params,
         experiment_name=settings.logger.experiment_name,
-        run_name=settings.logger.run_name
-        or f"{settings.compressor.get('name')}-t{settings.tokens}",
+        run_name=settings.logger.run_name or default_name,
         uri=settings.logger.tracking_uri,
         tags=hydra_tags(),
     ) as tracker:
-        return evaluate(settings, compressor, params, out, tracker)
+        config_file = out / "resolved_config.yaml"
+        config_file.write_text(OmegaConf.to_yaml(OmegaConf.create(params)))
+        tracker.log_artifact(config_file)
+        if building:
+            from vzexp.models.tiny_recipe import build_tiny
+
+            return build_tiny(settings, tracker, out, predictor(settings, tracker))
+        return evaluate(settings, compressor, out, tracker)
 
 
-def evaluate(
-    settings: VzexpConfig, compressor, params: dict, out: Path, tracker
-) -> dict[str, float]:
+def predictor(settings: VzexpConfig, tracker):
+    """predict(model, processor, dataset, predictions_path) -> metrics, with this run's trainer
+    settings; writes the predictions file, logs it and prints the results table."""
+
+    def predict(model, processor, dataset, predictions: Path) -> dict[str, float]:
+        import lightning as L
+
+        from vzexp.engine.evaluate import EvalDataModule, Evaluator, summarize
+
+        trainer = L.Trainer(
+            accelerator=settings.trainer.accelerator,
+            devices=settings.trainer.devices,
+            strategy=settings.trainer.strategy,
+            precision=settings.trainer.precision,
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            default_root_dir=str(predictions.parent),
+        )
+        datamodule = EvalDataModule(
+            dataset,
+            processor,
+            settings.data.batch_size,
+            settings.data.limit,
+            settings.data.num_workers,
+        )
+        batches = trainer.predict(
+            Evaluator(model, processor, settings.task.max_new_tokens), datamodule=datamodule
+        )
+        records = [r for batch in batches for r in batch]
+        with predictions.open("w") as f:
+            for r in records:
+                f.write(json.dumps(r) + "\n")
+        metrics = summarize(records, settings.model.device)
+        tracker.log_artifact(predictions)
+        print(results_table(metrics, settings), flush=True)
+        return metrics
+
+    return predict
+
+
+def evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> dict[str, float]:
     import lightning as L
     from hydra.utils import instantiate
 
-    from vzexp.engine.evaluate import EvalDataModule, Evaluator, summarize
     from vzexp.models.llava import install
-
-    config_file = out / "resolved_config.yaml"
-    config_file.write_text(OmegaConf.to_yaml(OmegaConf.create(params)))
-    tracker.log_artifact(config_file)
 
     L.seed_everything(settings.seed, verbose=False)
     dataset = instantiate(settings.data.dataset)
@@ -159,31 +203,8 @@ def evaluate(
     model, processor = load_model(settings, words)
     install(model, compressor)
     log.info("visual tokens per image: %d", model.vzexp_tokens_per_image)
-
-    trainer = L.Trainer(
-        accelerator=settings.trainer.accelerator,
-        devices=settings.trainer.devices,
-        strategy=settings.trainer.strategy,
-        precision=settings.trainer.precision,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        default_root_dir=str(out),
+    metrics = predictor(settings, tracker)(
+        model, processor, dataset, out / settings.task.predictions_file
     )
-    datamodule = EvalDataModule(
-        dataset, processor, settings.data.batch_size, settings.data.limit, settings.data.num_workers
-    )
-    batches = trainer.predict(
-        Evaluator(model, processor, settings.task.max_new_tokens), datamodule=datamodule
-    )
-    records = [r for batch in batches for r in batch]
-
-    predictions = out / settings.task.predictions_file
-    with predictions.open("w") as f:
-        for r in records:
-            f.write(json.dumps(r) + "\n")
-    metrics = summarize(records, settings.model.device)
     tracker.log_metrics(metrics)
-    tracker.log_artifact(predictions)
-    print(results_table(metrics, settings), flush=True)
     return metrics

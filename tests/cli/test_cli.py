@@ -17,7 +17,7 @@ def runs(env):
 
 @pytest.mark.parametrize(
     ("compressor", "tokens", "expected_tokens"),
-    [("visionzip", 32, 32), ("none", 64, 256), ("dominant", 16, 16)],
+    [("visionzip", 32, 32), ("none", 64, 196), ("dominant", 16, 16)],
 )
 def test_run_writes_an_mlflow_run_with_metrics(
     tmp_path, cli_env, compressor, tokens, expected_tokens
@@ -72,7 +72,7 @@ def test_help_lists_the_groups(tmp_path, cli_env):
     ("args", "needle"),
     [
         (["tokens=abc"], "tokens='abc' is not allowed: expected integer"),
-        (["tokens=400"], "tokens=400 is not allowed: 2..256"),
+        (["tokens=400"], "tokens=400 is not allowed: 2..196"),
         (["compressor.layer=7"], "compressor.layer=7 is not allowed"),
         (["compressor.dominant=500", "compressor.contextual=1"], "compressor.dominant=500"),
         (["model.dtype=float8"], "model.dtype='float8' is not allowed: expected one of"),

@@ -44,6 +44,7 @@ class Collator:
             "ids": [s.id for s in samples],
             "questions": [s.question for s in samples],
             "answers": [s.answer for s in samples],
+            "types": [s.meta.get("type") for s in samples],
         }
 
 
@@ -123,6 +124,7 @@ class Evaluator(L.LightningModule):
                     "id": batch["ids"][i],
                     "question": batch["questions"][i],
                     "answer": batch["answers"][i],
+                    "type": batch["types"][i],
                     "prediction": text.strip(),
                     "correct": exact_match(text, batch["answers"][i]),
                     "visual_tokens": stats.visual_tokens // max(stats.images, 1),
@@ -145,11 +147,21 @@ def peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def accuracy_by_type(records: list[dict[str, Any]]) -> dict[str, float]:
+    """accuracy/<question type> for benchmarks whose samples carry a type."""
+    by_type: dict[str, list[float]] = {}
+    for r in records:
+        if r.get("type"):
+            by_type.setdefault(r["type"], []).append(r["correct"])
+    return {f"accuracy/{t}": sum(v) / len(v) for t, v in by_type.items()}
+
+
 def summarize(records: list[dict[str, Any]], device: str) -> dict[str, float]:
     n = max(len(records), 1)
     mean = lambda key: sum(r[key] for r in records) / n  # noqa: E731
     return {
         "accuracy": mean("correct"),
+        **accuracy_by_type(records),
         "samples": float(len(records)),
         "visual_tokens": mean("visual_tokens"),
         "prefill_ms_per_sample": 1000 * mean("prefill_s"),

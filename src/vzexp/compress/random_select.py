@@ -1,0 +1,49 @@
+"""Random selection: CLS (if any) plus patches drawn uniformly without replacement, per image.
+
+The floor every attention-based strategy must beat at the same budget. Draws come from the
+compressor's own generator, seeded by `seed`, so a run is reproducible and seeds measure noise."""
+
+from __future__ import annotations
+
+import torch
+
+from vzexp.compress.base import CompressionResult, Compressor
+from vzexp.compress.visionzip import gather_rows
+from vzexp.encoders.capture import LayerCapture
+from vzexp.errors import BudgetError
+
+
+class RandomSelect(Compressor):
+    name = "random"
+
+    def __init__(self, budget: int | None = None, seed: int = 0, layer: int = -2):
+        super().__init__(layer)
+        self.budget, self.seed = budget, seed
+        self._generator = torch.Generator().manual_seed(seed)
+
+    def output_tokens(self, num_patches: int, has_cls: bool) -> int:
+        seq_len = num_patches + int(has_cls)
+        low = 1 + int(has_cls)  # at least one patch besides CLS
+        if self.budget is None or not low <= self.budget <= seq_len:
+            raise BudgetError(
+                "tokens",
+                self.budget,
+                f"{low}..{seq_len} for this encoder ({num_patches} patches{' + CLS' if has_cls else ''})",
+            )
+        return self.budget
+
+    def compress(self, capture: LayerCapture) -> CompressionResult:
+        b, t, _ = capture.hidden.shape
+        offset = int(capture.has_cls)
+        picks = self.output_tokens(t - offset, capture.has_cls) - offset
+        noise = torch.rand(b, t - offset, generator=self._generator).to(capture.hidden.device)
+        index = noise.topk(picks, dim=1).indices + offset
+        if offset:
+            index = torch.cat([torch.zeros(b, 1, dtype=index.dtype, device=index.device), index], 1)
+        keep = torch.zeros(b, t, dtype=torch.bool, device=index.device).scatter_(1, index, True)
+        return CompressionResult(
+            tokens=gather_rows(capture.hidden, keep, index.shape[1]), index=index
+        )
+
+    def describe(self) -> dict:
+        return {**super().describe(), "budget": self.budget, "seed": self.seed}

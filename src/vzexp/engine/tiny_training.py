@@ -1,0 +1,310 @@
+"""LightningModules and data for the tiny model recipe (vzexp.models.tiny_recipe).
+
+Stages, as LLaVA is trained: the vision tower learns the scenes through its CLS token (which
+attributes are present, how many objects), the LLM learns the world's language from text, the
+projector alone is aligned on captions with everything else frozen, then projector + LLM learn
+multi-turn question answering. The vision tower stays frozen after its own stage."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from vzexp.data.conversation import IGNORE_INDEX, ConversationEncoder
+
+CAPTION_PROMPT = "Describe the image."
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int):
+    """LLaVA's schedule: linear warm-up, then cosine decay to zero."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def normalize_pixels(images: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
+    """uint8 (B, 3, H, W) at the tower's resolution -> the image processor's pixel_values
+    (rescale + normalise; the processor's resize and crop are identities at that size)."""
+    mean_t = torch.tensor(mean).view(1, 3, 1, 1)
+    std_t = torch.tensor(std).view(1, 3, 1, 1)
+    return (images.float() / 255.0 - mean_t) / std_t
+
+
+@dataclass
+class RenderedScenes:
+    """A training stream rendered once: uint8 images plus each scene's caption and QAs."""
+
+    images: torch.Tensor  # (N, 3, H, W) uint8
+    scenes: list
+    captions: list[str]
+    qas: list[list]
+
+    @classmethod
+    def build(cls, source) -> RenderedScenes:
+        import numpy as np
+
+        images, scenes, captions, qas = [], [], [], []
+        for i in range(len(source)):
+            item = source[i]
+            images.append(
+                torch.from_numpy(np.asarray(item["image"].convert("RGB"))).permute(2, 0, 1)
+            )
+            scenes.append(item["scene"])
+            captions.append(item["caption"])
+            # an identity can be asked by several question types: one training turn per question
+            qas.append(list({qa.question: qa for qa in item["qas"]}.values()))
+        return cls(torch.stack(images), scenes, captions, qas)
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+
+class TowerTargets(Dataset):
+    """Image -> which colour-shape identities are present, the object count - 1, and per patch
+    the colour and shape of the object covering it (0 = background)."""
+
+    def __init__(
+        self,
+        scenes: RenderedScenes,
+        identities: list[tuple[str, str]],
+        max_objects: int,
+        grid: int,
+    ):
+        from vzexp.data.shapes import COLORS, SHAPES
+
+        self.scenes, self.max_objects = scenes, max_objects
+        self.index = {identity: i for i, identity in enumerate(identities)}
+        colors = {c: i + 1 for i, c in enumerate(COLORS)}
+        shapes = {s: i + 1 for i, s in enumerate(SHAPES)}
+        self.patch_color = torch.zeros(len(scenes), grid * grid, dtype=torch.long)
+        self.patch_shape = torch.zeros(len(scenes), grid * grid, dtype=torch.long)
+        for i, scene in enumerate(scenes.scenes):
+            color, shape = patch_labels(scene, grid, colors, shapes)
+            self.patch_color[i], self.patch_shape[i] = color, shape
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        objects = self.scenes.scenes[i].objects
+        present = torch.zeros(len(self.index))
+        for o in objects:
+            present[self.index[(o.color, o.shape)]] = 1.0
+        return {
+            "images": self.scenes.images[i],
+            "present": present,
+            "count": torch.tensor(min(len(objects), self.max_objects) - 1),
+            "patch_color": self.patch_color[i],
+            "patch_shape": self.patch_shape[i],
+        }
+
+
+def patch_labels(scene, grid: int, colors: dict, shapes: dict, cover: float = 0.3):
+    """(grid*grid,) colour and shape ids of the object covering each patch (later objects are
+    drawn on top, so they win), 0 where objects cover less than `cover` of the patch."""
+    from dataclasses import replace
+
+    from vzexp.data.shapes import object_mask
+
+    color = torch.zeros(grid * grid, dtype=torch.long)
+    shape = torch.zeros(grid * grid, dtype=torch.long)
+    for obj in scene.objects:
+        covered = torch.from_numpy(object_mask(replace(scene, objects=(obj,)), grid)).flatten()
+        covered = covered >= cover
+        color[covered], shape[covered] = colors[obj.color], shapes[obj.shape]
+    return color, shape
+
+
+class Conversations(Dataset):
+    """Scene i -> a training sequence: `caption` (describe the image), `qa` (several of the scene's
+    questions in one conversation, a fresh random subset each epoch) or `text` (the same, without
+    the image, for the LLM's language stage)."""
+
+    def __init__(
+        self,
+        scenes: RenderedScenes,
+        processor,
+        image_tokens: int,
+        mode: str,
+        turns: int = 6,
+        seed: int = 0,
+    ):
+        if mode not in ("caption", "qa", "text"):
+            raise ValueError(f"mode={mode!r}: expected caption, qa or text")
+        self.scenes, self.encode = scenes, ConversationEncoder(processor, image_tokens)
+        self.mode, self.turns, self.seed, self.epoch = mode, turns, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def _turns(self, i: int) -> list[tuple[str, str]]:
+        if self.mode == "caption":
+            return [(CAPTION_PROMPT, self.scenes.captions[i])]
+        rng = random.Random(f"{self.seed}:{self.epoch}:{i}")
+        qas = list(self.scenes.qas[i])
+        rng.shuffle(qas)
+        turns = [(qa.question, qa.answer) for qa in qas[: self.turns]]
+        if self.mode == "text":
+            turns.append((CAPTION_PROMPT, self.scenes.captions[i]))
+        return turns
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        with_image = self.mode != "text"
+        ids, labels = self.encode(self._turns(i), with_image=with_image)
+        item = {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels)}
+        if with_image:
+            item["images"] = self.scenes.images[i]
+        return item
+
+
+class EpochSetter(L.Callback):
+    """Tells datasets with an `epoch` attribute which epoch it is (fresh QA subsets each epoch)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.dataset.epoch = trainer.current_epoch
+
+
+class Collate:
+    """Right-padded ids/labels + normalised pixels; images stay uint8 until batched."""
+
+    def __init__(self, pad_id: int, mean: list[float], std: list[float]):
+        self.pad_id, self.mean, self.std = pad_id, mean, std
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch: dict[str, torch.Tensor] = {}
+        if "images" in items[0]:
+            images = torch.stack([it["images"] for it in items])
+            batch["pixel_values"] = normalize_pixels(images, self.mean, self.std)
+        if "input_ids" in items[0]:
+            width = max(len(it["input_ids"]) for it in items)
+            ids = torch.full((len(items), width), self.pad_id)
+            labels = torch.full((len(items), width), IGNORE_INDEX)
+            mask = torch.zeros((len(items), width), dtype=torch.long)
+            for row, it in enumerate(items):
+                n = len(it["input_ids"])
+                ids[row, :n], labels[row, :n], mask[row, :n] = it["input_ids"], it["labels"], 1
+            batch.update(input_ids=ids, labels=labels, attention_mask=mask)
+        for key in ("present", "count", "patch_color", "patch_shape"):
+            if key in items[0]:
+                batch[key] = torch.stack([it[key] for it in items])
+        return batch
+
+
+class _Scheduled(L.LightningModule):
+    """AdamW over the trainable parameters with warm-up + cosine, stepped per optimiser step."""
+
+    def __init__(self, lr: float, weight_decay: float, warmup_steps: int, total_steps: int):
+        super().__init__()
+        self.lr, self.weight_decay = lr, weight_decay
+        self.warmup_steps, self.total_steps = warmup_steps, total_steps
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, warmup_cosine(self.warmup_steps, self.total_steps)
+        )
+        return [optimizer], [{"scheduler": schedule, "interval": "step"}]
+
+
+class TowerPretrainer(_Scheduled):
+    """Attribute classification through the CLS token: the tower must gather every object into
+    CLS, which is what makes its attention concentrate on object patches (VisionZip's premise).
+    Per-patch colour and shape heads on the feature layer (LLaVA's -2) make the patch features the
+    LLM reads name what they show."""
+
+    def __init__(
+        self,
+        tower: nn.Module,
+        num_identities: int,
+        max_objects: int,
+        num_colors: int,
+        num_shapes: int,
+        feature_layer: int = -2,
+        **schedule,
+    ):
+        super().__init__(**schedule)
+        self.tower, self.feature_layer = tower, feature_layer
+        width = tower.config.hidden_size
+        self.present_head = nn.Linear(width, num_identities)
+        self.count_head = nn.Linear(width, max_objects)
+        self.patch_color_head = nn.Linear(width, num_colors + 1)
+        self.patch_shape_head = nn.Linear(width, num_shapes + 1)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        out = self.tower(pixel_values=batch["pixel_values"], output_hidden_states=True)
+        pooled, patches = out.pooler_output, out.hidden_states[self.feature_layer][:, 1:]
+        present_logits, count_logits = self.present_head(pooled), self.count_head(pooled)
+        color_logits = self.patch_color_head(patches)
+        shape_logits = self.patch_shape_head(patches)
+        ce = nn.functional.cross_entropy
+        losses = {
+            "present": nn.functional.binary_cross_entropy_with_logits(
+                present_logits, batch["present"]
+            ),
+            "count": ce(count_logits, batch["count"]),
+            "patch_color": ce(color_logits.flatten(0, 1), batch["patch_color"].flatten()),
+            "patch_shape": ce(shape_logits.flatten(0, 1), batch["patch_shape"].flatten()),
+        }
+        loss = sum(losses.values())
+        with torch.no_grad():
+            on_object = batch["patch_shape"] > 0
+            metrics = {
+                "tower/loss": loss,
+                "tower/present_exact": ((present_logits > 0).float() == batch["present"])
+                .all(dim=1)
+                .float()
+                .mean(),
+                "tower/count_acc": (count_logits.argmax(-1) == batch["count"]).float().mean(),
+                "tower/patch_shape_acc_on_objects": (
+                    shape_logits.argmax(-1)[on_object] == batch["patch_shape"][on_object]
+                )
+                .float()
+                .mean(),
+            }
+        self.log_dict(metrics, prog_bar=True)
+        return loss
+
+
+class LlavaStage(_Scheduled):
+    """One LLaVA training stage: the listed parts train, the rest of the model is frozen."""
+
+    PARTS = ("projector", "llm")
+
+    def __init__(self, model, stage: str, trainable: tuple[str, ...], **schedule):
+        super().__init__(**schedule)
+        unknown = set(trainable) - set(self.PARTS)
+        if unknown:
+            raise ValueError(f"trainable parts {sorted(unknown)}: expected some of {self.PARTS}")
+        self.model, self.stage = model, stage
+        model.requires_grad_(False)
+        if "projector" in trainable:
+            model.model.multi_modal_projector.requires_grad_(True)
+        if "llm" in trainable:
+            model.model.language_model.requires_grad_(True)
+            model.lm_head.requires_grad_(True)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        out = self.model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            pixel_values=batch.get("pixel_values"),
+            labels=batch["labels"],
+        )
+        self.log(f"{self.stage}/loss", out.loss, prog_bar=True)
+        return out.loss

@@ -1,0 +1,221 @@
+"""The tiny recipe's building blocks: training sequences match evaluation prompts token for token,
+only answers are learned, pixels match the image processor, the schedule, and that each stage's
+module really learns (loss falls on a fixed batch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import TINY_ENCODER, TINY_LLM
+from vzexp.data.conversation import IGNORE_INDEX, ConversationEncoder, encode_conversation
+from vzexp.engine.tiny_training import (
+    Collate,
+    LlavaStage,
+    TowerPretrainer,
+    normalize_pixels,
+    warmup_cosine,
+)
+
+WORDS = "what color is the square shape red green blue how many objects are there 1 2 3".split()
+
+
+@pytest.fixture(scope="module")
+def llava():
+    from vzexp.models.build import assemble
+
+    return assemble(TINY_ENCODER, TINY_LLM, WORDS, seed=0)
+
+
+def test_single_turn_matches_the_evaluation_prompt(llava):
+    model, processor = llava
+    image = Image.new("RGB", (56, 56), (10, 20, 30))
+    ids, labels = encode_conversation(processor, [("What color is the square?", "red")], 64)
+    prompt = processor.apply_chat_template(
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image"},
+                    {"type": "text", "text": "What color is the square?"},
+                ],
+            }
+        ],
+        add_generation_prompt=True,
+    )
+    expected = processor(images=[image], text=[prompt], return_tensors="pt").input_ids[0].tolist()
+    assert ids[: len(expected)] == expected  # training sees exactly what evaluation feeds
+    learned = [t for t, lab in zip(ids, labels, strict=True) if lab != IGNORE_INDEX]
+    assert processor.tokenizer.convert_ids_to_tokens(learned) == ["red", "</s>"]
+    assert ids.count(model.config.image_token_id) == 64
+
+
+def test_multi_turn_learns_every_answer_and_nothing_else(llava):
+    _, processor = llava
+    turns = [("What color is the square?", "green"), ("How many objects are there?", "3")]
+    ids, labels = encode_conversation(processor, turns, 64)
+    tokens = processor.tokenizer.convert_ids_to_tokens(
+        [t for t, lab in zip(ids, labels, strict=True) if lab != IGNORE_INDEX]
+    )
+    assert tokens == ["green", "</s>", "3", "</s>"]
+    assert len(ids) == len(labels)
+
+
+def test_cached_encoder_equals_the_full_rendering(llava):
+    _, processor = llava
+    encode = ConversationEncoder(processor, 64)
+    conversations = [
+        [("What color is the square?", "red"), ("How many objects are there?", "2")],
+        [("How many objects are there?", "3"), ("What color is the square?", "blue")],
+        [("What color is the square?", "green")],
+    ]
+    for turns in conversations:
+        for with_image in (True, False):
+            assert encode(turns, with_image) == encode_conversation(
+                processor, turns, 64, with_image
+            )
+
+
+def test_cached_encoder_rejects_templates_with_dependent_turns(llava):
+    import copy
+
+    _, processor = llava
+    numbered = copy.copy(processor)
+    # a template that marks messages after the fourth: a turn's text depends on how many came before
+    numbered.chat_template = (
+        "{% for m in messages %}{% if loop.index > 4 %}green {% endif %}{{ m['role'] }}: "
+        "{% for p in m['content'] %}{% if p['type'] == 'text' %}{{ p['text'] }}{% endif %}"
+        "{% endfor %} {% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"
+    )
+    with pytest.raises(ValueError, match="independently"):
+        ConversationEncoder(numbered, 4)([("What color is the square?", "red")] * 3, False)
+
+
+def test_text_only_conversation_has_no_image_positions(llava):
+    model, processor = llava
+    ids, labels = encode_conversation(
+        processor, [("How many objects are there?", "2")], 64, with_image=False
+    )
+    assert model.config.image_token_id not in ids
+    assert processor.tokenizer.convert_ids_to_tokens(ids)[:2] == ["user", ":"]
+
+
+def test_normalized_pixels_equal_the_image_processor(llava):
+    _, processor = llava
+    rng = np.random.default_rng(0)
+    arrays = rng.integers(0, 256, (2, 56, 56, 3), dtype=np.uint8)
+    expected = processor.image_processor(
+        images=[Image.fromarray(a) for a in arrays], return_tensors="pt"
+    )["pixel_values"]
+    ours = normalize_pixels(
+        torch.from_numpy(arrays).permute(0, 3, 1, 2),
+        processor.image_processor.image_mean,
+        processor.image_processor.image_std,
+    )
+    torch.testing.assert_close(ours, expected, rtol=0, atol=1e-6)
+
+
+def test_patch_labels_follow_the_objects():
+    from vzexp.data.shapes import Background, Scene, ShapeObject
+    from vzexp.engine.tiny_training import patch_labels
+
+    background = Background(
+        base=(128, 128, 128), texture="noise", amplitude=0, period=8, angle=0, seed=0
+    )
+    # a 16-px red square exactly on patches (1..2, 1..2) of an 8x8 grid of 8-px patches (64 px)
+    square = ShapeObject(color="red", shape="square", size=16, x=16.0, y=16.0)
+    # a blue square drawn later, overlapping the red one's bottom-right patch
+    blue = ShapeObject(color="blue", shape="square", size=8, x=20.0, y=20.0)
+    color, shape = patch_labels(
+        Scene(objects=(square, blue), background=background, image_size=64),
+        8,
+        {"red": 1, "blue": 3},
+        {"square": 2},
+    )
+    color = color.view(8, 8)
+    assert color[1, 1] == 1 and color[1, 2] == 1 and color[2, 1] == 1
+    assert color[2, 2] == 3  # the later object wins where it covers the patch
+    assert color.count_nonzero() == 4 and (shape.view(8, 8)[1:3, 1:3] == 2).all()
+
+
+def test_warmup_then_cosine_to_zero():
+    f = warmup_cosine(warmup_steps=4, total_steps=20)
+    assert [f(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert f(4) == pytest.approx(1.0)
+    assert f(12) == pytest.approx(0.5)
+    assert f(20) == pytest.approx(0.0)
+    assert f(25) == pytest.approx(0.0)
+
+
+def _steps(module, batch, n: int) -> list[float]:
+    [optimizer], _ = module.configure_optimizers()
+    module.log = module.log_dict = lambda *a, **k: None  # outside a Trainer there is nowhere to log
+    losses = []
+    for _ in range(n):
+        loss = module.training_step(batch, 0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_tower_pretrainer_learns_presence_and_count(llava):
+    model, processor = llava
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (8, 3, 56, 56), dtype=torch.uint8)
+    batch = {
+        "pixel_values": normalize_pixels(
+            images, processor.image_processor.image_mean, processor.image_processor.image_std
+        ),
+        "present": (torch.rand(8, 6) > 0.5).float(),
+        "count": torch.randint(0, 4, (8,)),
+        "patch_color": torch.randint(0, 7, (8, 64)),
+        "patch_shape": torch.randint(0, 5, (8, 64)),
+    }
+    import copy
+
+    tower = copy.deepcopy(model.model.vision_tower)
+    module = TowerPretrainer(
+        tower, 6, 4, 6, 4, lr=3e-3, weight_decay=0.0, warmup_steps=1, total_steps=1000
+    )
+    losses = _steps(module, batch, 30)
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_llava_stage_trains_only_the_listed_parts(llava):
+    import copy
+
+    model, processor = llava
+    model = copy.deepcopy(model)
+    collate = Collate(
+        processor.tokenizer.pad_token_id,
+        processor.image_processor.image_mean,
+        processor.image_processor.image_std,
+    )
+    items = []
+    for answer in ("red", "green", "blue", "red"):
+        ids, labels = encode_conversation(processor, [("What color is the square?", answer)], 64)
+        items.append(
+            {
+                "input_ids": torch.tensor(ids),
+                "labels": torch.tensor(labels),
+                "images": torch.randint(0, 256, (3, 56, 56), dtype=torch.uint8),
+            }
+        )
+    batch = collate(items)
+    tower_before = copy.deepcopy(model.model.vision_tower.state_dict())
+    llm_before = copy.deepcopy(model.model.language_model.state_dict())
+    module = LlavaStage(
+        model, "align", ("projector",), lr=1e-2, weight_decay=0.0, warmup_steps=1, total_steps=100
+    )
+    losses = _steps(module, batch, 15)
+    assert losses[-1] < losses[0]
+    for name, value in model.model.vision_tower.state_dict().items():
+        torch.testing.assert_close(value, tower_before[name])
+    for name, value in model.model.language_model.state_dict().items():
+        torch.testing.assert_close(value, llm_before[name])
+    with pytest.raises(ValueError, match="trainable parts"):
+        LlavaStage(model, "x", ("tower",), lr=1e-3, weight_decay=0.0, warmup_steps=1, total_steps=2)
