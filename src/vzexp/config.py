@@ -130,6 +130,7 @@ class StageConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 10
     turns: int = 6  # questions per training conversation (QA stages)
+    grad_clip: float = 1.0  # max gradient norm (HF Trainer's default, as LLaVA trains)
 
 
 @dataclass

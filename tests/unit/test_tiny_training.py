@@ -219,3 +219,28 @@ def test_llava_stage_trains_only_the_listed_parts(llava):
         torch.testing.assert_close(value, llm_before[name])
     with pytest.raises(ValueError, match="trainable parts"):
         LlavaStage(model, "x", ("tower",), lr=1e-3, weight_decay=0.0, warmup_steps=1, total_steps=2)
+
+
+def test_qa_conversations_ask_each_type_at_most_once_and_vary_by_epoch(llava):
+    from vzexp.data.shapes import QA
+    from vzexp.engine.tiny_training import Conversations, RenderedScenes
+
+    _, processor = llava
+    qas = [
+        QA("exist_random", "Is there a red square in the image?", "yes"),
+        QA("exist_random", "Is there a blue square in the image?", "no"),
+        QA("color", "What color is the square?", "red"),
+        QA("count", "How many objects are there?", "1"),
+    ]
+    scenes = RenderedScenes(
+        torch.zeros(1, 3, 56, 56, dtype=torch.uint8), [None], ["red square ."], [qas]
+    )
+    data = Conversations(scenes, processor, 64, "qa", turns=10, seed=0)
+    seen = set()
+    for epoch in range(12):
+        data.epoch = epoch
+        turns = data._turns(0)
+        types = [next(q.type for q in qas if q.question == t[0]) for t in turns]
+        assert sorted(types) == ["color", "count", "exist_random"]
+        seen.add(tuple(turns))
+    assert len(seen) > 1  # the yes/no pick and the order change between epochs

@@ -153,7 +153,12 @@ class Conversations(Dataset):
         if self.mode == "caption":
             return [(CAPTION_PROMPT, self.scenes.captions[i])]
         rng = random.Random(f"{self.seed}:{self.epoch}:{i}")
-        qas = list(self.scenes.qas[i])
+        # one question per type, picked afresh each epoch: yes/no types would otherwise fill most
+        # turns (each has a yes and a no question) and starve the rarer ones
+        by_type: dict[str, list] = {}
+        for qa in self.scenes.qas[i]:
+            by_type.setdefault(qa.type, []).append(qa)
+        qas = [rng.choice(group) for group in by_type.values()]
         rng.shuffle(qas)
         turns = [(qa.question, qa.answer) for qa in qas[: self.turns]]
         if self.mode == "text":

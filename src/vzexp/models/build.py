@@ -41,9 +41,15 @@ def _check_checkpoint_dir(path: str | None, key: str, families: tuple[str, ...])
         )
     root = Path(path).expanduser()
     if not (root / "config.json").is_file():
-        raise MissingPathError(
-            f"{key}={path!r}: no config.json there; expected a local transformers checkpoint directory"
-        )
+        from vzexp.paths import resource_dir
+
+        hint = "expected a local transformers checkpoint directory"
+        if root.resolve() == (resource_dir() / "tiny_shapes").resolve():
+            hint = (
+                "the tiny_shapes weights are not installed in this package; build them with "
+                "`python -m vzexp +experiment=build_tiny task.install=true`"
+            )
+        raise MissingPathError(f"{key}={path!r}: no config.json there; {hint}")
     model_type = json.loads((root / "config.json").read_text()).get("model_type")
     if families and model_type not in families:
         raise MissingPathError(

@@ -30,6 +30,7 @@ def _trainer(settings, stage, mlflow_logger) -> L.Trainer:
         strategy=settings.trainer.strategy,
         precision=settings.trainer.precision,
         max_steps=stage.steps,
+        gradient_clip_val=stage.grad_clip,
         max_epochs=-1,
         logger=mlflow_logger or False,
         log_every_n_steps=min(10, stage.steps),
