@@ -287,14 +287,7 @@ def validate(cfg: DictConfig) -> VzexpConfig:
     plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     plain.pop("hydra", None)
     _check_missing(plain)
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(VzexpConfig), plain)
-        return OmegaConf.to_object(merged)
-    except ConfigError:
-        raise
-    except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None) or "config"
-        raise ConfigError(key, _offending_value(plain, key), _first_line(exc)) from None
+    return _merge(VzexpConfig, plain)
 
 
 def _to_schema(plain: dict[str, Any], schemas: dict[str, type], key: str) -> Any:
@@ -302,14 +295,25 @@ def _to_schema(plain: dict[str, Any], schemas: dict[str, type], key: str) -> Any
     name = plain.get("name")
     if name not in schemas:
         raise ConfigError(f"{key}.name", name, f"one of {', '.join(schemas)}")
+    return _merge(schemas[name], plain, key)
+
+
+def _merge(schema: type, plain: dict[str, Any], prefix: str = "") -> Any:
+    """plain values -> the schema's dataclass; OmegaConf's type errors become one ConfigError
+    naming the full key (`prefix.` + the key inside this node)."""
     try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schemas[name]), plain))
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), plain))
     except ConfigError:
         raise
     except OmegaConfBaseException as exc:
         inner = getattr(exc, "full_key", None) or ""
-        full = f"{key}.{inner}" if inner else key
+        full = ".".join(filter(None, (prefix, inner))) or "config"
         raise ConfigError(full, _offending_value(plain, inner), _first_line(exc)) from None
+
+
+def as_plain(node: Any) -> dict[str, Any]:
+    """A typed settings node (dataclass) -> plain dict with enums as strings, for builders."""
+    return OmegaConf.to_container(OmegaConf.structured(node), resolve=True, enum_to_str=True)
 
 
 def _check_missing(node: Any, prefix: str = "") -> None:

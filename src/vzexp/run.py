@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from vzexp.config import ModelKind, VzexpConfig, validate
+from vzexp.config import ModelKind, VzexpConfig, as_plain, validate
 from vzexp.tracking import tracked_run
 
 log = logging.getLogger("vzexp")
@@ -69,12 +69,8 @@ def load_model(settings: VzexpConfig, words: list[str]):
         )
     else:
         model, processor = assemble(
-            OmegaConf.to_container(
-                OmegaConf.structured(settings.encoder), resolve=True, enum_to_str=True
-            ),
-            OmegaConf.to_container(
-                OmegaConf.structured(settings.llm), resolve=True, enum_to_str=True
-            ),
+            as_plain(settings.encoder),
+            as_plain(settings.llm),
             words,
             feature_layer=m.feature_layer,
             select=m.select.value,

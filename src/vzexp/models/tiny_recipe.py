@@ -18,6 +18,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import MLFlowLogger
 
 log = logging.getLogger("vzexp")
 CARD = "README.md"
@@ -40,12 +41,12 @@ def _trainer(settings, stage, mlflow_logger) -> L.Trainer:
     )
 
 
-def _loader(dataset, batch_size: int, collate, seed: int, shuffle: bool = True):
+def _loader(dataset, batch_size: int, collate, seed: int):
     from torch.utils.data import DataLoader
 
     generator = torch.Generator().manual_seed(seed)  # same order on every rebuild
     return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, generator=generator
+        dataset, batch_size=batch_size, shuffle=True, collate_fn=collate, generator=generator
     )
 
 
@@ -186,9 +187,8 @@ Measured by the recipe run itself, right after training.
 def build_tiny(settings, tracker, out: Path, predict) -> dict[str, float]:
     """Train, save, evaluate with all tokens, write the card; `task.install` copies the result
     into the package (the shipped `model=tiny_shapes`)."""
-    from omegaconf import OmegaConf
-
     from vzexp.compress.none import NoCompression
+    from vzexp.config import as_plain
     from vzexp.data.shapes import ShapesQA, ShapesScenes
     from vzexp.engine.tiny_training import CAPTION_PROMPT, RenderedScenes
     from vzexp.models.build import assemble
@@ -210,11 +210,8 @@ def build_tiny(settings, tracker, out: Path, predict) -> dict[str, float]:
     log.info("rendered %d training scenes in %.0f s", len(scenes), seconds["render"])
 
     words = [*source.vocabulary(), *CAPTION_PROMPT.replace(".", " . ").split()]
-    as_dict = lambda node: OmegaConf.to_container(  # noqa: E731
-        OmegaConf.structured(node), resolve=True, enum_to_str=True
-    )
     model, processor = assemble(
-        as_dict(settings.encoder), as_dict(settings.llm), words, seed=settings.seed
+        as_plain(settings.encoder), as_plain(settings.llm), words, seed=settings.seed
     )
     mlflow_logger = _attached_logger(tracker, settings)
     seconds.update(train_stages(settings, model, processor, scenes, mlflow_logger))
@@ -251,17 +248,17 @@ def install_into_package(source: Path) -> Path:
     return target
 
 
-def _attached_logger(tracker, settings):
+class AttachedMLFlowLogger(MLFlowLogger):
     """Lightning's MLFlowLogger writing into the recipe's own run (not a run of its own)."""
+
+    def finalize(self, status: str = "success") -> None:
+        pass  # the run belongs to vzexp.tracking, which ends it (FINISHED or FAILED)
+
+
+def _attached_logger(tracker, settings) -> AttachedMLFlowLogger | None:
     if tracker.info is None:
         return None
-    from lightning.pytorch.loggers import MLFlowLogger
-
     from vzexp.tracking import tracking_uri
-
-    class AttachedMLFlowLogger(MLFlowLogger):
-        def finalize(self, status: str = "success") -> None:
-            pass  # the run belongs to vzexp.tracking, which ends it (FINISHED or FAILED)
 
     return AttachedMLFlowLogger(
         tracking_uri=tracking_uri(settings.logger.tracking_uri), run_id=tracker.info.run_id
