@@ -163,12 +163,16 @@ class BuildTinyTaskConfig:
     output: str = "tiny_shapes"
     install: bool = False
     max_new_tokens: int = 4
+    mimetic_init: bool = True  # tower attention init (vzexp.models.mimetic_init)
+    patch_weight: float = 20.0  # weight of the tower's per-patch colour/shape losses
     stages: Stages = field(default_factory=Stages)
 
     def __post_init__(self):
         for key in ("train_scenes", "max_objects", "eval_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"task.{key}", getattr(self, key), "an integer >= 1")
+        if self.patch_weight < 0:
+            raise ConfigError("task.patch_weight", self.patch_weight, "a number >= 0")
 
 
 TASKS = {"eval": TaskConfig, "build_tiny": BuildTinyTaskConfig}

@@ -241,10 +241,11 @@ class TowerPretrainer(_Scheduled):
         num_colors: int,
         num_shapes: int,
         feature_layer: int = -2,
+        patch_weight: float = 1.0,
         **schedule,
     ):
         super().__init__(**schedule)
-        self.tower, self.feature_layer = tower, feature_layer
+        self.tower, self.feature_layer, self.patch_weight = tower, feature_layer, patch_weight
         width = tower.config.hidden_size
         self.present_head = nn.Linear(width, num_identities)
         self.count_head = nn.Linear(width, max_objects)
@@ -266,7 +267,9 @@ class TowerPretrainer(_Scheduled):
             "patch_color": ce(color_logits.flatten(0, 1), batch["patch_color"].flatten()),
             "patch_shape": ce(shape_logits.flatten(0, 1), batch["patch_shape"].flatten()),
         }
-        loss = sum(losses.values())
+        # per-patch targets are mostly background: weighted up so that shape is not drowned by CLS's
+        loss = losses["present"] + losses["count"]
+        loss = loss + self.patch_weight * (losses["patch_color"] + losses["patch_shape"])
         with torch.no_grad():
             on_object = batch["patch_shape"] > 0
             metrics = {

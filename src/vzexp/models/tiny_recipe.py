@@ -70,6 +70,7 @@ def train_stages(settings, model, processor, scenes, mlflow_logger=None) -> dict
         TowerPretrainer,
         TowerTargets,
     )
+    from vzexp.models.mimetic_init import mimetic_init_clip_tower
 
     task = settings.task
     image = processor.image_processor
@@ -93,6 +94,8 @@ def train_stages(settings, model, processor, scenes, mlflow_logger=None) -> dict
 
     stages = task.stages
     tower = model.model.vision_tower
+    if task.mimetic_init:
+        mimetic_init_clip_tower(tower, settings.seed)
     fit(
         "tower",
         TowerPretrainer(
@@ -102,6 +105,7 @@ def train_stages(settings, model, processor, scenes, mlflow_logger=None) -> dict
             len(COLORS),
             len(SHAPES),
             model.config.vision_feature_layer,
+            task.patch_weight,
             **_schedule(stages.tower),
         ),
         TowerTargets(scenes, identities, task.max_objects, grid),
