@@ -3,20 +3,15 @@
 import torch
 from transformers import AutoConfig, CLIPVisionModel
 
+from tests.conftest import TINY_ENCODER
 from vzexp.encoders.capture import _vit_root
 from vzexp.models.mimetic_init import _factor, mimetic_init_clip_tower
 
 
 def _tower() -> CLIPVisionModel:
     config = AutoConfig.for_model(
-        "clip_vision_model",
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=32,
-        patch_size=8,
-    )
+        "clip_vision_model", **TINY_ENCODER["config"]
+    )  # width 32, 4 heads
     return CLIPVisionModel._from_config(config)
 
 

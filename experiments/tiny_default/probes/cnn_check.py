@@ -1,8 +1,13 @@
 """Probe (issue 3): the per-patch shape labels are learnable: a CNN with the ViT's 8x8/8 patchify and
-three 3x3 convolutions. python cnn_check.py  (log: logs/cnn_check.log)"""
+three KxK convolutions.
+
+    python cnn_check.py          # K=3, 2 threads (log: logs/cnn_check.log)
+    python cnn_check.py local    # K=1: only the patch itself, the ceiling of patch-local features,
+                                 # 1 thread (log: logs/cnn_local.log)"""
 
 # ruff: noqa: E402, E741  (an ad-hoc script, kept as it was run)
 
+import sys
 import time
 
 import torch
@@ -11,7 +16,8 @@ from torch import nn
 from vzexp.data.shapes import COLORS, SHAPES, ShapesScenes
 from vzexp.engine.tiny_training import Collate, RenderedScenes, TowerTargets
 
-torch.set_num_threads(2)
+LOCAL = sys.argv[1:] == ["local"]
+torch.set_num_threads(1 if LOCAL else 2)
 torch.manual_seed(0)
 sc = RenderedScenes.build(ShapesScenes(split="train", size=6000, seed=0))
 ids = [(c, s) for c in COLORS for s in SHAPES]
@@ -20,7 +26,11 @@ col = Collate(0, [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0
 net = nn.Sequential(
     nn.Conv2d(3, 64, 8, 8),
     nn.ReLU(),
-    *[m for _ in range(3) for m in (nn.Conv2d(64, 64, 3, padding=1), nn.ReLU())],
+    *[
+        m
+        for _ in range(3)
+        for m in (nn.Conv2d(64, 64, 1) if LOCAL else nn.Conv2d(64, 64, 3, padding=1), nn.ReLU())
+    ],
     nn.Conv2d(64, 5, 1),
 )
 opt = torch.optim.AdamW(net.parameters(), 2e-3)
