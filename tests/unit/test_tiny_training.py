@@ -244,3 +244,26 @@ def test_qa_conversations_ask_each_type_at_most_once_and_vary_by_epoch(llava):
         assert sorted(types) == ["color", "count", "exist_random"]
         seen.add(tuple(turns))
     assert len(seen) > 1  # the yes/no pick and the order change between epochs
+
+
+def test_text_conversations_put_the_caption_in_the_image_slot(llava):
+    from vzexp.data.shapes import QA
+    from vzexp.engine.tiny_training import Conversations, RenderedScenes
+
+    _, processor = llava
+    qas = [QA("color", "What color is the square?", "red")]
+    scenes = RenderedScenes(
+        torch.zeros(1, 3, 56, 56, dtype=torch.uint8), [None], ["red square ."], [qas]
+    )
+    text = Conversations(scenes, processor, 64, "text", turns=10, seed=0)[0]
+    image = Conversations(scenes, processor, 64, "qa", turns=10, seed=0)[0]
+    assert "images" not in text
+    tokens = processor.tokenizer.convert_ids_to_tokens(text["input_ids"].tolist())
+    slot = image["input_ids"].tolist().index(processor.tokenizer.convert_tokens_to_ids("<image>"))
+    assert tokens[slot : slot + 3] == ["red", "square", "."]  # where the 64 visual tokens were
+    # the same conversation around the slot, and only the answer is learned
+    assert text["input_ids"][:slot].tolist() == image["input_ids"][:slot].tolist()
+    assert text["input_ids"][slot + 3 :].tolist() == image["input_ids"][slot + 64 :].tolist()
+    learned = text["labels"][text["labels"] != -100].tolist()
+    assert learned == image["labels"][image["labels"] != -100].tolist()
+    assert processor.tokenizer.convert_ids_to_tokens(learned)[0] == "red"

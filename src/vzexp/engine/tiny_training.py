@@ -1,9 +1,10 @@
 """LightningModules and data for the tiny model recipe (vzexp.models.tiny_recipe).
 
 Stages, as LLaVA is trained: the vision tower learns the scenes through its CLS token (which
-attributes are present, how many objects), the LLM learns the world's language from text, the
-projector alone is aligned on captions with everything else frozen, then projector + LLM learn
-multi-turn question answering. The vision tower stays frozen after its own stage."""
+attributes are present, how many objects) and per patch; the LLM learns to answer questions about a
+scene given as words in the image's slot (what a pretrained LLM brings to LLaVA); the projector
+alone learns to put the visual tokens where those words were; then projector + LLM learn multi-turn
+question answering on the images. The vision tower stays frozen after its own stage."""
 
 from __future__ import annotations
 
@@ -129,8 +130,9 @@ def patch_labels(scene, grid: int, colors: dict, shapes: dict, cover: float = 0.
 
 class Conversations(Dataset):
     """Scene i -> a training sequence: `caption` (describe the image), `qa` (several of the scene's
-    questions in one conversation, a fresh random subset each epoch) or `text` (the same, without
-    the image, for the LLM's language stage)."""
+    questions in one conversation, a fresh random subset each epoch) or `text` (the same questions
+    with the scene's caption in the image's slot instead of the visual tokens: the LLM's language
+    stage, where it learns to find the asked object among the scene's words)."""
 
     def __init__(
         self,
@@ -143,7 +145,10 @@ class Conversations(Dataset):
     ):
         if mode not in ("caption", "qa", "text"):
             raise ValueError(f"mode={mode!r}: expected caption, qa or text")
-        self.scenes, self.encode = scenes, ConversationEncoder(processor, image_tokens)
+        # text: a one-token image slot, replaced by the caption's words
+        self.encode = ConversationEncoder(processor, 1 if mode == "text" else image_tokens)
+        self.scenes, self.tokenizer = scenes, processor.tokenizer
+        self.image_id = self.tokenizer.convert_tokens_to_ids(processor.image_token)
         self.mode, self.turns, self.seed, self.epoch = mode, turns, seed, 0
 
     def __len__(self) -> int:
@@ -160,16 +165,22 @@ class Conversations(Dataset):
             by_type.setdefault(qa.type, []).append(qa)
         qas = [rng.choice(group) for group in by_type.values()]
         rng.shuffle(qas)
-        turns = [(qa.question, qa.answer) for qa in qas[: self.turns]]
-        if self.mode == "text":
-            turns.append((CAPTION_PROMPT, self.scenes.captions[i]))
-        return turns
+        return [(qa.question, qa.answer) for qa in qas[: self.turns]]
+
+    def _caption_in_slot(self, i: int, ids: list[int], labels: list[int]):
+        words = self.tokenizer(self.scenes.captions[i], add_special_tokens=False).input_ids
+        at = ids.index(self.image_id)
+        return (
+            ids[:at] + words + ids[at + 1 :],
+            labels[:at] + [IGNORE_INDEX] * len(words) + labels[at + 1 :],
+        )
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        with_image = self.mode != "text"
-        ids, labels = self.encode(self._turns(i), with_image=with_image)
+        ids, labels = self.encode(self._turns(i))
+        if self.mode == "text":
+            ids, labels = self._caption_in_slot(i, ids, labels)
         item = {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels)}
-        if with_image:
+        if self.mode != "text":
             item["images"] = self.scenes.images[i]
         return item
 
