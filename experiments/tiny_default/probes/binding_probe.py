@@ -121,28 +121,16 @@ def evaluate() -> dict[str, float]:
     return acc
 
 
-from vzexp.data.conversation import ConversationEncoder
 from vzexp.data.shapes import caption
 
-slot_encoder = ConversationEncoder(proc, 1)
-caption_ids = {}
+# the recipe's language-stage data: the caption in the image slot
+text_data = Conversations(scenes, proc, train_feats.shape[1], "text", turns, 0)
 
 
-def in_slot(ids: list[int], labels: list[int], words: str) -> tuple[list[int], list[int]]:
-    """The scene's caption in the image slot: the text stand-in for the visual tokens."""
-    if words not in caption_ids:
-        caption_ids[words] = tok(words, add_special_tokens=False).input_ids
+def in_slot(ids: list[int], words: str) -> list[int]:
+    """A test prompt with the scene's caption in the image slot."""
     at = ids.index(image_id)
-    fill = caption_ids[words]
-    return ids[:at] + fill + ids[at + 1 :], labels[:at] + [IGNORE_INDEX] * len(fill) + labels[at + 1 :]
-
-
-def text_items(idx) -> list[dict]:
-    out = []
-    for i in idx:
-        ids, labels = in_slot(*slot_encoder(data._turns(int(i))), scenes.captions[int(i)])
-        out.append({"input_ids": torch.tensor(ids), "labels": torch.tensor(labels)})
-    return out
+    return ids[:at] + tok(words, add_special_tokens=False).input_ids + ids[at + 1 :]
 
 
 @torch.no_grad()
@@ -152,7 +140,7 @@ def evaluate_text() -> str:
     for k, s in enumerate(test_items):
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": s.question}]}]
         ids = tok(proc.apply_chat_template(messages, add_generation_prompt=True), add_special_tokens=False).input_ids
-        ids, _ = in_slot(ids, [0] * len(ids), caption(test.scene(k)))
+        ids = in_slot(ids, caption(test.scene(k)))
         ids_t = torch.tensor([ids])
         logits = forward(ids_t, torch.ones_like(ids_t), None)
         hits[s.meta["type"]].append(int(logits[0, -1].argmax().item() == answers[k]))
@@ -179,11 +167,11 @@ for mode, n_steps, lr, batch in phases:
     model.train()
     t, done = time.time(), 0
     while done < n_steps:
-        data.epoch = epoch
+        data.epoch = text_data.epoch = epoch
         order = torch.randperm(len(data), generator=gen)
         for k in range(0, len(order) - batch + 1, batch):
             idx = order[k : k + batch]
-            items = text_items(idx) if mode == "text" else [data[int(i)] for i in idx]
+            items = [(text_data if mode == "text" else data)[int(i)] for i in idx]
             width = max(len(it["input_ids"]) for it in items)
             ids = torch.full((batch, width), tok.pad_token_id)
             labels = torch.full((batch, width), IGNORE_INDEX)

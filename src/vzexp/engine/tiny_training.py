@@ -20,6 +20,8 @@ from torch.utils.data import Dataset
 
 from vzexp.data.conversation import IGNORE_INDEX, ConversationEncoder
 
+# Not asked in any stage any more; its words stay in the vocabulary so that rebuilds keep the shipped
+# tokenizer's word ids.
 CAPTION_PROMPT = "Describe the image."
 
 
@@ -129,10 +131,10 @@ def patch_labels(scene, grid: int, colors: dict, shapes: dict, cover: float = 0.
 
 
 class Conversations(Dataset):
-    """Scene i -> a training sequence: `caption` (describe the image), `qa` (several of the scene's
-    questions in one conversation, a fresh random subset each epoch) or `text` (the same questions
-    with the scene's caption in the image's slot instead of the visual tokens: the LLM's language
-    stage, where it learns to find the asked object among the scene's words)."""
+    """Scene i -> a training sequence: `qa` (several of the scene's questions in one conversation,
+    a fresh random subset each epoch) or `text` (the same questions with the scene's caption in the
+    image's slot instead of the visual tokens: the LLM's language stage, where it learns to find
+    the asked object among the scene's words)."""
 
     def __init__(
         self,
@@ -143,8 +145,8 @@ class Conversations(Dataset):
         turns: int = 6,
         seed: int = 0,
     ):
-        if mode not in ("caption", "qa", "text"):
-            raise ValueError(f"mode={mode!r}: expected caption, qa or text")
+        if mode not in ("qa", "text"):
+            raise ValueError(f"mode={mode!r}: expected qa or text")
         # text: a one-token image slot, replaced by the caption's words
         self.encode = ConversationEncoder(processor, 1 if mode == "text" else image_tokens)
         self.scenes, self.tokenizer = scenes, processor.tokenizer
@@ -155,8 +157,6 @@ class Conversations(Dataset):
         return len(self.scenes)
 
     def _turns(self, i: int) -> list[tuple[str, str]]:
-        if self.mode == "caption":
-            return [(CAPTION_PROMPT, self.scenes.captions[i])]
         rng = random.Random(f"{self.seed}:{self.epoch}:{i}")
         # one question per type, picked afresh each epoch: yes/no types would otherwise fill most
         # turns (each has a yes and a no question) and starve the rarer ones

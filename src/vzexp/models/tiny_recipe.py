@@ -115,7 +115,7 @@ def train_stages(settings, model, processor, scenes, mlflow_logger=None) -> dict
         ("language", "text", ("llm",)),
         # the projector learns to answer through the LLM trained on words, so the visual tokens
         # come to play the caption's part (probe in experiments/tiny_default: exist questions
-        # 0.50 -> 0.64-0.82 after 250 such steps)
+        # 0.50 -> 0.64-0.80 after 250 such steps)
         ("align", "qa", ("projector",)),
         ("instruct", "qa", ("projector", "llm")),
     ):
