@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from vzexp.compress.base import CompressionResult
 from vzexp.compress.registry import build_compressor
-from vzexp.encoders.capture import capture_layer
+from vzexp.errors import ConfigError
 from vzexp.models.llava import install, uninstall
 
 
@@ -35,13 +35,13 @@ def compress_vision(
     if contextual is not None:
         params["contextual"] = contextual
     compressor = build_compressor(strategy, budget=tokens, layer=layer, **params)
-    capture = capture_layer(
-        vision_model,
-        pixel_values,
-        layer=layer,
-        need_received=compressor.needs_received_attention,
-    )
-    return compressor.compress(capture)
+    if compressor.kind != "encoder":
+        raise ConfigError(
+            "strategy",
+            strategy,
+            "an encoder-side strategy (LLM-side ones act inside the LLM: use install)",
+        )
+    return compressor.compress(compressor.capture(vision_model, pixel_values))
 
 
 def visionzip(model, dominant: int = 54, contextual: int = 10, layer: int = -2):

@@ -240,10 +240,14 @@ def check_compressor(node: dict[str, Any]) -> None:
             )
         hint = hints.get(key)
         if hint is not None and value is not None and not _matches(value, hint):
-            raise ConfigError(f"compressor.{key}", value, f"a value of type {_type_name(hint)}")
+            allowed = _type_name(hint)
+            allowed = allowed if allowed.startswith("one of") else f"a value of type {allowed}"
+            raise ConfigError(f"compressor.{key}", value, allowed)
 
 
 def _matches(value: Any, hint: Any) -> bool:
+    if typing.get_origin(hint) is typing.Literal:
+        return value in typing.get_args(hint)
     options = (
         typing.get_args(hint)
         if typing.get_origin(hint) in (typing.Union, types.UnionType)
@@ -264,6 +268,8 @@ def _matches(value: Any, hint: Any) -> bool:
 
 
 def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is typing.Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(hint)))
     return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
 
 

@@ -99,14 +99,20 @@ def test_contextual_larger_than_remainder():
     check_message(err.value, "compressor.contextual", -6)
 
 
-@pytest.mark.parametrize("dominant", [0, -1, 578])
+@pytest.mark.parametrize("dominant", [-1, 578])
 def test_impossible_dominant(dominant):
     with pytest.raises(BudgetError) as err:
         split_budget(None, 576, True, dominant=dominant, contextual=10)
-    check_message(err.value, "compressor.dominant", dominant, "1..577")
+    check_message(err.value, "compressor.dominant", dominant, "0..577")
 
 
-def test_dominant_zero_from_tokens_minus_contextual():
+def test_no_token_at_all_is_impossible():
     with pytest.raises(BudgetError) as err:
-        split_budget(10, 576, True, contextual=10)
+        split_budget(None, 576, True, dominant=0, contextual=0)
     check_message(err.value, "compressor.dominant", 0, "1..577")
+
+
+def test_contextual_only_split():
+    # dominant = 0 is the contextual-only ablation: every token is merged.
+    assert split_budget(10, 576, True, contextual=10) == (0, 10)
+    assert split_budget(None, 576, True, dominant=0, contextual=64) == (0, 64)

@@ -5,26 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from captures import make_capture
 
 from vzexp.compress.none import NoCompression
 from vzexp.compress.visionzip import Dominant, VisionZip
 from vzexp.encoders.capture import LayerCapture
 from vzexp.errors import BudgetError, ConfigError
-
-
-def make_capture(hidden, keys, scores, has_cls=True):
-    hidden = torch.tensor(hidden, dtype=torch.float32)
-    keys = torch.tensor(keys, dtype=torch.float32)
-    scores = torch.tensor(scores, dtype=torch.float32)
-    if hidden.dim() == 2:
-        hidden, keys, scores = hidden[None], keys[None], scores[None]
-    return LayerCapture(
-        hidden=hidden,
-        keys=keys,
-        cls_attention=scores if has_cls else None,
-        received_attention=None if has_cls else scores,
-        has_cls=has_cls,
-    )
 
 
 def square_rows(t, cls_row=(100.0, -1.0)):

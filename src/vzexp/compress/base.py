@@ -5,9 +5,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from torch import Tensor
+from torch import Tensor, nn
 
-from vzexp.encoders.capture import LayerCapture
+from vzexp.encoders.capture import LayerCapture, capture_layer
 
 
 @dataclass
@@ -27,13 +27,32 @@ class CompressionResult:
 
 
 class Compressor(ABC):
-    """A strategy. `layer` is the selection layer (LLaVA's hidden-states index convention)."""
+    """A strategy. `layer` is the selection layer (LLaVA's hidden-states index convention).
+
+    Encoder-side strategies (kind "encoder") turn the tower's output into fewer tokens; LLM-side
+    ones (kind "llm", vzexp.compress.llm_side) let every token in and prune inside the LLM."""
 
     name: str = "base"
+    kind: str = "encoder"
     needs_received_attention: bool = False
+    needs_projections: bool = False  # raw q (CLS row) / k projections at the selection layer
 
     def __init__(self, layer: int = -2):
         self.layer = layer
+
+    def capture(
+        self, vision_model: nn.Module, pixel_values: Tensor, feature_layer: int | None = None
+    ) -> LayerCapture:
+        """Run the tower once and read what `compress` needs (strategies that change the
+        tower's input, such as image downsampling, override this)."""
+        return capture_layer(
+            vision_model,
+            pixel_values,
+            layer=self.layer,
+            feature_layer=feature_layer,
+            need_received=self.needs_received_attention,
+            keep_projections=self.needs_projections,
+        )
 
     @abstractmethod
     def output_tokens(self, num_patches: int, has_cls: bool) -> int:

@@ -55,7 +55,9 @@ def split_budget(
 
 def check_split(dominant: int, contextual: int, num_patches: int, has_cls: bool) -> None:
     seq_len = num_patches + int(has_cls)
-    low = 1  # at least one dominant token (the CLS token itself when present)
+    # At least one dominant token (the CLS token itself when present), unless every token is
+    # merged into contextual ones (the contextual-only ablation).
+    low = 0 if contextual > 0 else 1
     if not low <= dominant <= seq_len:
         raise BudgetError(
             "compressor.dominant", dominant, f"{low}..{seq_len} (tokens kept, CLS counted)"
@@ -67,3 +69,22 @@ def check_split(dominant: int, contextual: int, num_patches: int, has_cls: bool)
             contextual,
             f"0..{remaining}: at most the {remaining} tokens left after {dominant} dominant ones",
         )
+
+
+def pooled_grid(tokens: int | None, grid: int, key: str = "tokens") -> tuple[int, int]:
+    """The (rows, cols) grid a spatial strategy (pooling, downsampling) gives for a budget: the
+    largest rows x cols <= tokens with rows <= cols <= 2 * rows and both within the tower's grid,
+    the squarest on ties (64 -> 8x8, 128 -> 8x16, 192 -> 12x16, 24 -> 4x6, 48 -> 6x8)."""
+    if tokens is None or not 1 <= tokens <= grid * grid:
+        raise BudgetError(key, tokens, f"1..{grid * grid} for this encoder ({grid}x{grid} patches)")
+    best = (1, 1)
+    for rows in range(1, grid + 1):
+        for cols in range(rows, min(2 * rows, grid) + 1):
+            size = rows * cols
+            if size > tokens:
+                break
+            if size > best[0] * best[1] or (
+                size == best[0] * best[1] and cols - rows < best[1] - best[0]
+            ):
+                best = (rows, cols)
+    return best

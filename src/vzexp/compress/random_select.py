@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from vzexp.compress.base import CompressionResult, Compressor
-from vzexp.compress.visionzip import gather_rows
+from vzexp.compress.tokens import gather_rows
 from vzexp.encoders.capture import LayerCapture
 from vzexp.errors import BudgetError
 

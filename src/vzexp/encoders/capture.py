@@ -9,6 +9,8 @@ maps kept (and transformers 5 returns no maps at all under SDPA with output_atte
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +27,11 @@ class TowerInfo:
     scale: float
     has_cls: bool
     num_patches: int
+    patch_size: int
+
+    @property
+    def grid(self) -> int:
+        return cfg_side(self.num_patches)
 
     @property
     def depth(self) -> int:
@@ -52,10 +59,25 @@ class LayerCapture:
     cls_attention: Tensor | None
     received_attention: Tensor | None
     has_cls: bool
+    # Raw q_proj output at CLS (B, H*hd) and k_proj output (B, T, H*hd), heads not split: only
+    # when asked for (LLaVA-PruMerge's single-head attention over the full width).
+    cls_query: Tensor | None = None
+    key_states: Tensor | None = None
+    # The model's projector, set by the LLaVA adapter, for strategies that measure distances in
+    # the LLM's input space (DivPrune); None when compressing a bare tower.
+    project: Callable[[Tensor], Tensor] | None = None
 
     @property
     def num_patches(self) -> int:
         return self.hidden.shape[1] - int(self.has_cls)
+
+
+def cfg_side(num_patches: int) -> int:
+    """The side of a square patch grid."""
+    side = math.isqrt(num_patches)
+    if side * side != num_patches:
+        raise ValueError(f"{num_patches} patches do not form a square grid")
+    return side
 
 
 def _vit_root(vision_model: nn.Module) -> nn.Module:
@@ -85,6 +107,7 @@ def tower_info(vision_model: nn.Module) -> TowerInfo:
         scale=float(attn.scale),
         has_cls=has_cls,
         num_patches=grid * grid,
+        patch_size=cfg.patch_size,
     )
 
 
@@ -113,9 +136,12 @@ def capture_layer(
     layer: int = -2,
     feature_layer: int | None = None,
     need_received: bool = False,
+    keep_projections: bool = False,
+    **forward_kwargs,
 ) -> LayerCapture:
     """Run the tower once and capture the selection layer's keys and attention, and the
-    feature layer's hidden states (default: the selection layer itself)."""
+    feature layer's hidden states (default: the selection layer itself). `forward_kwargs` go to
+    the tower (e.g. interpolate_pos_encoding=True for a smaller image)."""
     info = tower_info(vision_model)
     sel = resolve_layer(layer, info.depth)
     feat = (
@@ -144,7 +170,7 @@ def capture_layer(
         info.layers[feat].register_forward_hook(keep_hidden),
     ]
     try:
-        vision_model(pixel_values=pixel_values)
+        vision_model(pixel_values=pixel_values, **forward_kwargs)
     finally:
         for h in handles:
             h.remove()
@@ -168,4 +194,6 @@ def capture_layer(
         cls_attention=cls_attention,
         received_attention=received,
         has_cls=info.has_cls,
+        cls_query=store["q"][:, 0] if keep_projections and info.has_cls else None,
+        key_states=store["k"] if keep_projections else None,
     )

@@ -131,6 +131,8 @@ class Evaluator(L.LightningModule):
                     # Batch-level times shared equally by the batch's samples. transformers encodes
                     # images before the LLM prefill, so time to first token = vision + LLM prefill.
                     "vision_s": stats.vision_seconds / n,
+                    "encoder_s": stats.encoder_seconds / n,
+                    "compress_s": stats.compress_seconds / n,
                     "llm_prefill_s": timer.prefill / n,
                     "prefill_s": (stats.vision_seconds + timer.prefill) / n,
                     "generate_s": total / n,
@@ -166,6 +168,10 @@ def summarize(records: list[dict[str, Any]], device: str) -> dict[str, float]:
         "visual_tokens": mean("visual_tokens"),
         "prefill_ms_per_sample": 1000 * mean("prefill_s"),
         "vision_ms_per_sample": 1000 * mean("vision_s"),
+        "encoder_ms_per_sample": 1000 * mean("encoder_s"),
+        "compress_ms_per_sample": 1000 * mean("compress_s"),
+        # the strategy's selection/merging cost as a share of the tower forward it follows
+        "selection_overhead": mean("compress_s") / max(mean("encoder_s"), 1e-12),
         "llm_prefill_ms_per_sample": 1000 * mean("llm_prefill_s"),
         "generate_ms_per_sample": 1000 * mean("generate_s"),
         "peak_memory_mb": peak_memory_mb(device),

@@ -20,7 +20,7 @@ from torch import Tensor
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from vzexp.compress.base import CompressionResult, Compressor
-from vzexp.encoders.capture import capture_layer, tower_info
+from vzexp.encoders.capture import tower_info
 from vzexp.errors import ConfigError
 
 
@@ -30,11 +30,14 @@ class CompressionStats:
 
     images: int = 0
     visual_tokens: int = 0
-    vision_seconds: float = 0.0
+    vision_seconds: float = 0.0  # tower + compression + projector
+    encoder_seconds: float = 0.0  # the tower forward (with capture)
+    compress_seconds: float = 0.0  # the strategy's own work (selection / merging)
     last: CompressionResult | None = field(default=None, repr=False)
 
     def reset(self) -> None:
-        self.images, self.visual_tokens, self.vision_seconds, self.last = 0, 0, 0.0, None
+        self.images, self.visual_tokens, self.last = 0, 0, None
+        self.vision_seconds = self.encoder_seconds = self.compress_seconds = 0.0
 
 
 def feature_layer(model) -> int:
@@ -59,17 +62,20 @@ def full_tokens_per_image(model) -> int:
     return info.num_patches + int(keep_cls)
 
 
-def compressed_features(model, pixel_values: Tensor, compressor: Compressor) -> CompressionResult:
-    """Capture -> compress, before the projector. (B, K, d_vision)."""
+def compressed_features(
+    model, pixel_values: Tensor, compressor: Compressor, stats: CompressionStats | None = None
+) -> CompressionResult:
+    """Capture -> compress, before the projector. (B, K, d_vision). Times both into `stats`."""
     tower = model.model.vision_tower
-    capture = capture_layer(
-        tower,
-        pixel_values.to(dtype=tower.dtype),
-        layer=compressor.layer,
-        feature_layer=feature_layer(model),
-        need_received=compressor.needs_received_attention,
-    )
-    return compressor.compress(capture)
+    start = time.perf_counter()
+    capture = compressor.capture(tower, pixel_values.to(dtype=tower.dtype), feature_layer(model))
+    captured = time.perf_counter()
+    capture.project = model.model.multi_modal_projector
+    result = compressor.compress(capture)
+    if stats is not None:
+        stats.encoder_seconds += captured - start
+        stats.compress_seconds += time.perf_counter() - captured
+    return result
 
 
 def shrink_placeholders(
@@ -124,7 +130,7 @@ def install(model, compressor: Compressor) -> Any:
         pixel_values, vision_feature_layer=None, vision_feature_select_strategy=None, **kwargs
     ):
         start = time.perf_counter()
-        result = compressed_features(model, pixel_values, compressor)
+        result = compressed_features(model, pixel_values, compressor, stats)
         projected = inner.multi_modal_projector(result.tokens)
         stats.images += projected.shape[0]
         stats.visual_tokens += projected.shape[0] * projected.shape[1]

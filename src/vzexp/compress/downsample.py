@@ -1,0 +1,57 @@
+"""Image downsampling to the budget (a baseline VTC-Bench found stronger than many methods).
+
+The model-resolution image is resized (bilinear, antialiased) to rows x cols patches, the grid
+`pooled_grid` gives for the budget, and the tower runs on it with its position embeddings
+interpolated. The tower's output at the feature layer is what the LLM receives (CLS dropped
+unless keep_cls). Resizing the normalised pixels equals resizing the image first: both the
+resize and the normalisation are linear per channel."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vzexp.compress.base import CompressionResult, Compressor
+from vzexp.compress.budget import pooled_grid
+from vzexp.encoders.capture import LayerCapture, capture_layer, cfg_side, tower_info
+
+
+class Downsample(Compressor):
+    name = "downsample"
+
+    def __init__(self, budget: int | None = None, layer: int = -2, keep_cls: bool = False):
+        super().__init__(layer)
+        self.budget, self.keep_cls = budget, keep_cls
+
+    def grid(self, num_patches: int, has_cls: bool) -> tuple[int, int]:
+        cls = int(has_cls and self.keep_cls)
+        budget = None if self.budget is None else self.budget - cls
+        return pooled_grid(budget, cfg_side(num_patches))
+
+    def output_tokens(self, num_patches: int, has_cls: bool) -> int:
+        rows, cols = self.grid(num_patches, has_cls)
+        return rows * cols + int(has_cls and self.keep_cls)
+
+    def capture(
+        self, vision_model: nn.Module, pixel_values: Tensor, feature_layer: int | None = None
+    ) -> LayerCapture:
+        info = tower_info(vision_model)
+        rows, cols = self.grid(info.num_patches, info.has_cls)
+        size = (rows * info.patch_size, cols * info.patch_size)
+        small = F.interpolate(
+            pixel_values, size=size, mode="bilinear", antialias=True, align_corners=False
+        )
+        return capture_layer(
+            vision_model,
+            small,
+            layer=self.layer,
+            feature_layer=feature_layer,
+            interpolate_pos_encoding=True,
+        )
+
+    def compress(self, capture: LayerCapture) -> CompressionResult:
+        drop_cls = capture.has_cls and not self.keep_cls
+        return CompressionResult(tokens=capture.hidden[:, 1:] if drop_cls else capture.hidden)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "budget": self.budget, "keep_cls": self.keep_cls}
