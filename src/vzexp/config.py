@@ -16,7 +16,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.utils import get_class
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from vzexp.errors import ConfigError
@@ -248,6 +248,9 @@ def check_compressor(node: dict[str, Any]) -> None:
 def _matches(value: Any, hint: Any) -> bool:
     if typing.get_origin(hint) is typing.Literal:
         return value in typing.get_args(hint)
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, (list, ListConfig)) and all(_matches(v, item) for v in value)
     options = (
         typing.get_args(hint)
         if typing.get_origin(hint) in (typing.Union, types.UnionType)
@@ -255,6 +258,10 @@ def _matches(value: Any, hint: Any) -> bool:
     )
     for option in options:
         if option is type(None):
+            continue
+        if typing.get_origin(option) in (list, typing.Literal):
+            if _matches(value, option):
+                return True
             continue
         if option is int and isinstance(value, int) and not isinstance(value, bool):
             return True

@@ -48,6 +48,31 @@ def test_token_sweep_makes_one_run_per_job(tmp_path, cli_env):
     assert all(r.info.status == "FINISHED" for r in found)
 
 
+def test_every_strategy_runs_in_one_sweep_on_the_default_model(tmp_path, cli_env):
+    names = [
+        *"visionzip,dominant,contextual,random,pool,downsample,tome,prumerge,prumerge_plus".split(
+            ","
+        ),
+        *"divprune,vispruner,fastv,pdrop,sparsevlm".split(","),
+    ]
+    args = ["-m", f"compressor={','.join(names)}", "tokens=16", "data.limit=2"]
+    proc = run_cli([*args, "data.batch_size=2", "task.max_new_tokens=1"], cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(cli_env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("vzexp")
+    found = client.search_runs([experiment.experiment_id], max_results=100)
+    assert sorted(r.data.params["compressor.name"] for r in found) == sorted(names)
+    assert all(r.info.status == "FINISHED" for r in found)
+    for r in found:
+        m = r.data.metrics
+        if r.data.params["compressor.name"] in ("fastv", "pdrop", "sparsevlm"):
+            # every visual token enters the LLM; its layers see fewer on average
+            assert m["visual_tokens"] == 196 and 16 < m["visual_tokens_llm"] < 196
+        else:
+            assert m["visual_tokens"] == m["visual_tokens_llm"] == 16
+        assert m["selection_overhead"] > 0
+
+
 def test_wheel_ships_the_config_tree(tmp_path, cli_env):
     """A non-editable install (wheel) finds conf/ inside the package, from any working dir."""
     target = tmp_path / "site"

@@ -67,7 +67,8 @@ class PruMerge(Compressor):
             raise ConfigError(
                 "compressor",
                 self.name,
-                "a tower with a CLS token (PruMerge ranks by CLS attention)",
+                "a tower with a CLS token (PruMerge ranks by CLS attention); for towers without CLS "
+                "use visionzip, dominant, tome or divprune",
             )
         if self.budget is None or not 2 <= self.budget <= num_patches:
             raise BudgetError(

@@ -48,7 +48,8 @@ class VisPruner(Compressor):
             raise ConfigError(
                 "compressor",
                 self.name,
-                "a tower with a CLS token (VisPruner ranks by CLS attention)",
+                "a tower with a CLS token (VisPruner ranks by CLS attention); for towers without CLS "
+                "use visionzip, dominant, tome or divprune",
             )
         if self.budget is None or not 1 <= self.budget <= num_patches:
             raise BudgetError("tokens", self.budget, f"1..{num_patches} ({num_patches} patches)")

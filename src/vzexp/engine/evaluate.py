@@ -128,6 +128,12 @@ class Evaluator(L.LightningModule):
                     "prediction": text.strip(),
                     "correct": exact_match(text, batch["answers"][i]),
                     "visual_tokens": stats.visual_tokens // max(stats.images, 1),
+                    # what the LLM's layers see on average (LLM-side strategies prune inside)
+                    "visual_tokens_llm": (
+                        stats.llm_visual_tokens / max(stats.images, 1)
+                        if stats.llm_visual_tokens
+                        else stats.visual_tokens / max(stats.images, 1)
+                    ),
                     # Batch-level times shared equally by the batch's samples. transformers encodes
                     # images before the LLM prefill, so time to first token = vision + LLM prefill.
                     "vision_s": stats.vision_seconds / n,
@@ -166,6 +172,7 @@ def summarize(records: list[dict[str, Any]], device: str) -> dict[str, float]:
         **accuracy_by_type(records),
         "samples": float(len(records)),
         "visual_tokens": mean("visual_tokens"),
+        "visual_tokens_llm": mean("visual_tokens_llm"),
         "prefill_ms_per_sample": 1000 * mean("prefill_s"),
         "vision_ms_per_sample": 1000 * mean("vision_s"),
         "encoder_ms_per_sample": 1000 * mean("encoder_s"),

@@ -132,6 +132,12 @@ def assemble(
     text_config, llm, tokenizer = _llm(llm_cfg, words, attn_implementation)
     grid = vision_config.image_size // vision_config.patch_size
     has_cls = encoder_cfg.get("kind", "clip") == "clip"
+    if not has_cls and select == "default":
+        raise ConfigError(
+            "model.select",
+            select,
+            "full for an encoder without CLS ('default' drops the first token, a patch here)",
+        )
     config = LlavaConfig(
         vision_config=vision_config,
         text_config=text_config,

@@ -20,6 +20,7 @@ from torch import Tensor
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from vzexp.compress.base import CompressionResult, Compressor
+from vzexp.compress.none import NoCompression
 from vzexp.encoders.capture import tower_info
 from vzexp.errors import ConfigError
 
@@ -32,12 +33,14 @@ class CompressionStats:
     visual_tokens: int = 0
     vision_seconds: float = 0.0  # tower + compression + projector
     encoder_seconds: float = 0.0  # the tower forward (with capture)
-    compress_seconds: float = 0.0  # the strategy's own work (selection / merging)
+    compress_seconds: float = 0.0  # the strategy's own work (selection / merging / LLM scoring)
+    llm_visual_tokens: float = 0.0  # LLM-side strategies: per image, mean over the LLM's layers
     last: CompressionResult | None = field(default=None, repr=False)
 
     def reset(self) -> None:
         self.images, self.visual_tokens, self.last = 0, 0, None
         self.vision_seconds = self.encoder_seconds = self.compress_seconds = 0.0
+        self.llm_visual_tokens = 0.0
 
 
 def feature_layer(model) -> int:
@@ -124,6 +127,14 @@ def install(model, compressor: Compressor) -> Any:
     stats = CompressionStats()
     full = full_tokens_per_image(model)
     kept = tokens_per_image(model, compressor)  # validates the budget against the grid now
+    in_llm = compressor if compressor.kind == "llm" else None
+    if in_llm is not None:
+        # every visual token enters the LLM, as the model selects them; pruning happens inside
+        compressor = NoCompression(
+            select=model.config.vision_feature_select_strategy, layer=feature_layer(model)
+        )
+        kept = full
+        in_llm.attach(model, full, stats)
     original = {"get_image_features": inner.get_image_features, "generate": model.generate}
 
     def get_image_features(
@@ -162,7 +173,7 @@ def install(model, compressor: Compressor) -> Any:
     inner.get_image_features = get_image_features
     model.generate = generate
     model._vzexp_original = original
-    model.vzexp_compressor = compressor
+    model.vzexp_compressor = in_llm or compressor
     model.vzexp_stats = stats
     model.vzexp_tokens_per_image = kept
     return model
@@ -172,6 +183,8 @@ def uninstall(model) -> Any:
     original = model.__dict__.pop("_vzexp_original", None)
     if original is None:
         return model
+    if getattr(model.vzexp_compressor, "kind", "encoder") == "llm":
+        model.vzexp_compressor.detach()
     del model.model.get_image_features
     del model.generate
     for attr in ("vzexp_compressor", "vzexp_stats", "vzexp_tokens_per_image"):
