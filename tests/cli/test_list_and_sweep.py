@@ -114,3 +114,19 @@ def test_wheel_ships_the_config_tree(tmp_path, cli_env):
         text=True,
     )
     assert str(target) in imported.stdout
+
+
+def test_ablation_experiments_are_sweeps(tmp_path, cli_env):
+    """`+experiment=ablation_merge` runs its 12 settings as a sweep without `-m`."""
+    args = ["+experiment=ablation_merge", "data.limit=2", "data.batch_size=2"]
+    proc = run_cli([*args, "task.max_new_tokens=1"], cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(cli_env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("ablation_merge")
+    found = client.search_runs([experiment.experiment_id], max_results=100)
+    settings = {
+        tuple(r.data.params[f"compressor.{k}"] for k in ("merge_space", "target_pick", "merge"))
+        for r in found
+    }
+    assert len(found) == 12 and len(settings) == 12
+    assert ("hidden", "similarity", "mean") in settings
