@@ -39,6 +39,12 @@ WORDS = "what color is the square red green blue yellow".split()
 
 
 @pytest.fixture(scope="session")
+def tiny_parts():
+    """(encoder config, llm config, words) of the tiny test models, to build variants of them."""
+    return TINY_ENCODER, TINY_LLM, WORDS
+
+
+@pytest.fixture(scope="session")
 def tiny_llava():
     """(model, processor): a random tiny LlavaForConditionalGeneration, 8x8 grid + CLS."""
     from vzexp.models.build import assemble

@@ -6,28 +6,25 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TINY_ENCODER, TINY_LLM, WORDS
 
 from vzexp.compress.fastv import FastV
-from vzexp.compress.llm_side import _layer_attention
+from vzexp.compress.llm_side import PruneState, _layer_attention
 from vzexp.compress.pdrop import PyramidDrop
 from vzexp.compress.sparsevlm import SparseVLM, dpc_knn_merge, rater_queries
 from vzexp.errors import ConfigError
 from vzexp.models.build import assemble
 from vzexp.models.llava import install, uninstall
 
-LLM = {
-    **TINY_LLM,
-    "config": {**TINY_LLM["config"], "num_hidden_layers": 5, "num_key_value_heads": 2},
-}
 QUESTIONS = ["What color is the square?", "What color is the red square green blue yellow?"]
 
 
 @pytest.fixture(scope="module")
-def models():
-    """(sdpa model, processor, eager twin with the same weights)."""
-    model, processor = assemble(TINY_ENCODER, LLM, WORDS, seed=3)
-    eager, _ = assemble(TINY_ENCODER, LLM, WORDS, seed=3, attn_implementation="eager")
+def models(tiny_parts):
+    """(sdpa model, processor, eager twin with the same weights): 5 Llama layers, GQA 4/2."""
+    encoder, llm, words = tiny_parts
+    llm = {**llm, "config": {**llm["config"], "num_hidden_layers": 5, "num_key_value_heads": 2}}
+    model, processor = assemble(encoder, llm, words, seed=3)
+    eager, _ = assemble(encoder, llm, words, seed=3, attn_implementation="eager")
     eager.load_state_dict(model.state_dict())
     return model, processor, eager
 
@@ -131,6 +128,16 @@ def manual_generate(model, eager, inputs, points, compact, queries, steps):
     return tokens
 
 
+def reference_setup(model, inputs, strategy):
+    """Batch 1: (LLM input embeddings, visual mask, the strategy's plan, its query positions)."""
+    embeds = llm_embeds(model, inputs)
+    visual = inputs.input_ids[0] == model.config.image_token_id
+    points = strategy.plan(int(visual.sum()), len(model.model.language_model.layers))
+    state = PruneState(visual=visual[None], valid=torch.ones_like(visual)[None])
+    queries = strategy.query_positions(state, embeds)[0][0].tolist()
+    return embeds, visual, points, queries
+
+
 STRATEGIES = {
     "fastv": lambda budget: FastV(budget=budget, k=2),
     "pdrop": lambda budget: PyramidDrop(budget=budget, layers=[1, 3]),
@@ -156,14 +163,9 @@ def test_prefill_matches_a_manual_layer_loop(models, images, name):
     model, processor, eager = models
     inputs = inputs_for(processor, images, QUESTIONS[:1])
     strategy = STRATEGIES[name](10)
-    visual = inputs.input_ids[0] == model.config.image_token_id
-    points = strategy.plan(int(visual.sum()), 5)
-    embeds = llm_embeds(model, inputs)
-    state_queries = strategy.query_positions(
-        type("S", (), {"visual": visual[None], "valid": torch.ones_like(visual)[None]})(), embeds
-    )[0][0].tolist()
+    embeds, visual, points, queries = reference_setup(model, inputs, strategy)
     expected, _ = manual_forward(
-        model, eager, embeds, visual, points, strategy.positions == "compact", state_queries
+        model, eager, embeds, visual, points, strategy.positions == "compact", queries
     )
     install(model, strategy)
     try:
@@ -180,12 +182,7 @@ def test_cached_generation_matches_uncached_manual_decoding(models, images, name
     model, processor, eager = models
     inputs = inputs_for(processor, images, QUESTIONS[:1])
     strategy = STRATEGIES[name](10)
-    visual = inputs.input_ids[0] == model.config.image_token_id
-    points = strategy.plan(int(visual.sum()), 5)
-    embeds = llm_embeds(model, inputs)
-    queries = strategy.query_positions(
-        type("S", (), {"visual": visual[None], "valid": torch.ones_like(visual)[None]})(), embeds
-    )[0][0].tolist()
+    _, _, points, queries = reference_setup(model, inputs, strategy)
     expected = manual_generate(
         model, eager, inputs, points, strategy.positions == "compact", queries, steps=6
     )

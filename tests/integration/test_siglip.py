@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TINY_LLM, WORDS
 
 from vzexp.compress import NoCompression, VisionZip
 from vzexp.compress.prumerge import PruMerge
@@ -27,8 +26,9 @@ SIGLIP = {
 
 
 @pytest.fixture(scope="module")
-def siglip_llava():
-    return assemble(SIGLIP, TINY_LLM, WORDS, select="full", seed=0)
+def siglip_llava(tiny_parts):
+    _, llm, words = tiny_parts
+    return assemble(SIGLIP, llm, words, select="full", seed=0)
 
 
 def inputs_for(processor, images):
@@ -56,7 +56,7 @@ def test_all_tokens_match_the_models_own_path(siglip_llava, images):
     torch.testing.assert_close(patched, plain)
 
 
-def test_visionzip_keeps_the_most_attended_patches(siglip_llava, images):
+def test_visionzip_keeps_the_most_attended_patches(siglip_llava, images, tiny_parts):
     model, processor = siglip_llava
     inputs = inputs_for(processor, images[:2])
     install(model, VisionZip(dominant=6, contextual=2))
@@ -67,7 +67,8 @@ def test_visionzip_keeps_the_most_attended_patches(siglip_llava, images):
         uninstall(model)
     assert out.shape[0] == 2 and result.tokens.shape == (2, 8, 32)
     # Independent check: eager attentions of the same tower, layer -2, mean over heads and queries.
-    eager, _ = assemble(SIGLIP, TINY_LLM, WORDS, select="full", seed=0, attn_implementation="eager")
+    _, llm, words = tiny_parts
+    eager, _ = assemble(SIGLIP, llm, words, select="full", seed=0, attn_implementation="eager")
     eager.load_state_dict(model.state_dict())
     with torch.no_grad():
         tower_out = eager.model.vision_tower(
@@ -87,6 +88,7 @@ def test_cls_only_strategies_refuse_a_tower_without_cls(siglip_llava):
         install(model, PruMerge(budget=8))
 
 
-def test_default_select_is_refused_for_a_tower_without_cls():
+def test_default_select_is_refused_for_a_tower_without_cls(tiny_parts):
+    _, llm, words = tiny_parts
     with pytest.raises(ConfigError, match="model.select='default'"):
-        assemble(SIGLIP, TINY_LLM, WORDS, select="default", seed=0)
+        assemble(SIGLIP, llm, words, select="default", seed=0)

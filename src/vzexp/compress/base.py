@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from vzexp.encoders.capture import LayerCapture, capture_layer
+from vzexp.errors import ConfigError
 
 
 @dataclass
@@ -53,6 +54,16 @@ class Compressor(ABC):
             need_received=self.needs_received_attention,
             keep_projections=self.needs_projections,
         )
+
+    def require_cls(self, has_cls: bool) -> None:
+        """For strategies that rank by CLS attention: one clear error on a tower without CLS."""
+        if not has_cls:
+            raise ConfigError(
+                "compressor",
+                self.name,
+                f"a tower with a CLS token ({self.name} ranks by CLS attention); for towers "
+                "without CLS use visionzip, dominant, tome or divprune",
+            )
 
     @abstractmethod
     def output_tokens(self, num_patches: int, has_cls: bool) -> int:

@@ -53,6 +53,16 @@ def split_budget(
     return dominant, contextual
 
 
+def check_tokens(
+    budget: int | None, low: int, high: int, num_patches: int, with_cls: bool, note: str = ""
+) -> int:
+    """The budget itself if low <= budget <= high, else the one-line BudgetError naming `tokens`."""
+    if budget is None or not low <= budget <= high:
+        encoder = f"{num_patches} patches{' + CLS' if with_cls else ''}"
+        raise BudgetError("tokens", budget, f"{low}..{high} for this encoder ({encoder}){note}")
+    return budget
+
+
 def check_split(dominant: int, contextual: int, num_patches: int, has_cls: bool) -> None:
     seq_len = num_patches + int(has_cls)
     # At least one dominant token (the CLS token itself when present), unless every token is

@@ -15,9 +15,10 @@ from typing import Literal
 import torch
 
 from vzexp.compress.base import CompressionResult, Compressor
+from vzexp.compress.budget import check_tokens
 from vzexp.compress.tokens import cosine, gather_rows, keep_mask
 from vzexp.encoders.capture import LayerCapture
-from vzexp.errors import BudgetError, ConfigError
+from vzexp.errors import ConfigError
 
 
 def max_min_diverse(distance: torch.Tensor, count: int) -> torch.Tensor:
@@ -49,9 +50,7 @@ class DivPrune(Compressor):
         self.budget, self.space = budget, space
 
     def output_tokens(self, num_patches: int, has_cls: bool) -> int:
-        if self.budget is None or not 1 <= self.budget <= num_patches:
-            raise BudgetError("tokens", self.budget, f"1..{num_patches} ({num_patches} patches)")
-        return self.budget
+        return check_tokens(self.budget, 1, num_patches, num_patches, False)
 
     def compress(self, capture: LayerCapture) -> CompressionResult:
         count = self.output_tokens(capture.num_patches, capture.has_cls)

@@ -11,26 +11,13 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vzexp.compress.base import CompressionResult, Compressor
-from vzexp.compress.budget import pooled_grid
-from vzexp.encoders.capture import LayerCapture, capture_layer, cfg_side, tower_info
+from vzexp.compress.base import CompressionResult
+from vzexp.compress.grid import GridStrategy
+from vzexp.encoders.capture import LayerCapture, capture_layer, tower_info
 
 
-class Downsample(Compressor):
+class Downsample(GridStrategy):
     name = "downsample"
-
-    def __init__(self, budget: int | None = None, layer: int = -2, keep_cls: bool = False):
-        super().__init__(layer)
-        self.budget, self.keep_cls = budget, keep_cls
-
-    def grid(self, num_patches: int, has_cls: bool) -> tuple[int, int]:
-        cls = int(has_cls and self.keep_cls)
-        budget = None if self.budget is None else self.budget - cls
-        return pooled_grid(budget, cfg_side(num_patches))
-
-    def output_tokens(self, num_patches: int, has_cls: bool) -> int:
-        rows, cols = self.grid(num_patches, has_cls)
-        return rows * cols + int(has_cls and self.keep_cls)
 
     def capture(
         self, vision_model: nn.Module, pixel_values: Tensor, feature_layer: int | None = None
@@ -52,6 +39,3 @@ class Downsample(Compressor):
     def compress(self, capture: LayerCapture) -> CompressionResult:
         drop_cls = capture.has_cls and not self.keep_cls
         return CompressionResult(tokens=capture.hidden[:, 1:] if drop_cls else capture.hidden)
-
-    def describe(self) -> dict:
-        return {**super().describe(), "budget": self.budget, "keep_cls": self.keep_cls}

@@ -29,10 +29,8 @@ class FastV(LLMPruner):
             raise ConfigError("compressor.ratio", ratio, "a dropped fraction in [0, 1), or null")
         self.k, self.ratio, self.positions = k, ratio, positions
 
-    def output_tokens(self, num_patches: int, has_cls: bool) -> int:
-        if self.ratio is not None:
-            return num_patches
-        return super().output_tokens(num_patches, has_cls)
+    def schedule_given(self) -> bool:
+        return self.ratio is not None
 
     def plan(self, num_visual: int, depth: int) -> list[PrunePoint]:
         keep = self.budget if self.ratio is None else round(num_visual * (1 - self.ratio))

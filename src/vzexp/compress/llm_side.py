@@ -27,8 +27,9 @@ from torch import Tensor
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, repeat_kv
 
 from vzexp.compress.base import CompressionResult, Compressor
+from vzexp.compress.budget import check_tokens
 from vzexp.encoders.capture import LayerCapture
-from vzexp.errors import BudgetError, ConfigError
+from vzexp.errors import ConfigError
 
 Positions = Literal["original", "compact"]
 
@@ -130,11 +131,14 @@ class LLMPruner(Compressor):
     layer_key: str = "compressor.layers"  # the config key of the LLM layers, for errors
 
     # ---- Compressor interface -----------------------------------------------------------------
+    def schedule_given(self) -> bool:
+        """True when the strategy's own parameters fix its counts (then `tokens` is unused)."""
+        return False
+
     def output_tokens(self, num_patches: int, has_cls: bool) -> int:
-        if self.budget is None or not 1 <= self.budget <= num_patches:
-            raise BudgetError(
-                "tokens", self.budget, f"1..{num_patches} visual tokens left inside the LLM"
-            )
+        if not self.schedule_given():
+            note = ": visual tokens left inside the LLM"
+            check_tokens(self.budget, 1, num_patches, num_patches, False, note)
         return num_patches  # every visual token enters the LLM
 
     def compress(self, capture: LayerCapture) -> CompressionResult:

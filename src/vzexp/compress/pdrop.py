@@ -44,10 +44,8 @@ class PyramidDrop(LLMPruner):
             )
         self.layers, self.ratio, self.positions = layers, ratio, positions
 
-    def output_tokens(self, num_patches: int, has_cls: bool) -> int:
-        if self.ratio is not None:
-            return num_patches
-        return super().output_tokens(num_patches, has_cls)
+    def schedule_given(self) -> bool:
+        return self.ratio is not None
 
     def plan(self, num_visual: int, depth: int) -> list[PrunePoint]:
         layers = list(self.layers) if self.layers else scaled_layers(STAGE_FRACTIONS, depth)

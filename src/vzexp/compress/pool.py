@@ -9,26 +9,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vzexp.compress.base import CompressionResult, Compressor
-from vzexp.compress.budget import pooled_grid
+from vzexp.compress.base import CompressionResult
+from vzexp.compress.grid import GridStrategy
 from vzexp.encoders.capture import LayerCapture, cfg_side
 
 
-class SpatialPool(Compressor):
+class SpatialPool(GridStrategy):
     name = "pool"
-
-    def __init__(self, budget: int | None = None, layer: int = -2, keep_cls: bool = False):
-        super().__init__(layer)
-        self.budget, self.keep_cls = budget, keep_cls
-
-    def grid(self, num_patches: int, has_cls: bool) -> tuple[int, int]:
-        cls = int(has_cls and self.keep_cls)
-        budget = None if self.budget is None else self.budget - cls
-        return pooled_grid(budget, cfg_side(num_patches))
-
-    def output_tokens(self, num_patches: int, has_cls: bool) -> int:
-        rows, cols = self.grid(num_patches, has_cls)
-        return rows * cols + int(has_cls and self.keep_cls)
 
     def compress(self, capture: LayerCapture) -> CompressionResult:
         rows, cols = self.grid(capture.num_patches, capture.has_cls)
@@ -41,6 +28,3 @@ class SpatialPool(Compressor):
         if capture.has_cls and self.keep_cls:
             pooled = torch.cat([capture.hidden[:, :1], pooled], dim=1)
         return CompressionResult(tokens=pooled)
-
-    def describe(self) -> dict:
-        return {**super().describe(), "budget": self.budget, "keep_cls": self.keep_cls}

@@ -23,9 +23,10 @@ import torch
 from torch import Tensor
 
 from vzexp.compress.base import CompressionResult, Compressor
+from vzexp.compress.budget import check_tokens
 from vzexp.compress.tokens import unit
 from vzexp.encoders.capture import LayerCapture
-from vzexp.errors import BudgetError, ConfigError
+from vzexp.errors import ConfigError
 
 
 def single_head_cls_attention(cls_query: Tensor, key_states: Tensor) -> Tensor:
@@ -63,20 +64,9 @@ class PruMerge(Compressor):
         self.budget, self.plus, self.neighbours = budget, plus, neighbours
 
     def output_tokens(self, num_patches: int, has_cls: bool) -> int:
-        if not has_cls:
-            raise ConfigError(
-                "compressor",
-                self.name,
-                "a tower with a CLS token (PruMerge ranks by CLS attention); for towers without CLS "
-                "use visionzip, dominant, tome or divprune",
-            )
-        if self.budget is None or not 2 <= self.budget <= num_patches:
-            raise BudgetError(
-                "tokens",
-                self.budget,
-                f"2..{num_patches} ({num_patches} patches: budget - 1 kept + 1 merged extra token)",
-            )
-        return self.budget
+        self.require_cls(has_cls)
+        note = ": budget - 1 kept + 1 merged extra token"
+        return check_tokens(self.budget, 2, num_patches, num_patches, False, note)
 
     def centres(self, attention: Tensor) -> Tensor:
         """(N,) attention of one image -> (budget - 1,) centre patch indices."""

@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 
 from vzexp.compress.base import CompressionResult, Compressor
+from vzexp.compress.budget import check_tokens
 from vzexp.compress.tokens import gather_rows
 from vzexp.encoders.capture import LayerCapture
-from vzexp.errors import BudgetError
 
 
 class RandomSelect(Compressor):
@@ -24,13 +24,7 @@ class RandomSelect(Compressor):
     def output_tokens(self, num_patches: int, has_cls: bool) -> int:
         seq_len = num_patches + int(has_cls)
         low = 1 + int(has_cls)  # at least one patch besides CLS
-        if self.budget is None or not low <= self.budget <= seq_len:
-            raise BudgetError(
-                "tokens",
-                self.budget,
-                f"{low}..{seq_len} for this encoder ({num_patches} patches{' + CLS' if has_cls else ''})",
-            )
-        return self.budget
+        return check_tokens(self.budget, low, seq_len, num_patches, has_cls)
 
     def compress(self, capture: LayerCapture) -> CompressionResult:
         b, t, _ = capture.hidden.shape

@@ -90,10 +90,8 @@ class SparseVLM(LLMPruner):
         self.layers, self.keep, self.recycle_ratio = layers, keep, recycle_ratio
         self.positions = positions
 
-    def output_tokens(self, num_patches: int, has_cls: bool) -> int:
-        if self.keep is not None:
-            return num_patches
-        return super().output_tokens(num_patches, has_cls)
+    def schedule_given(self) -> bool:
+        return self.keep is not None
 
     def plan(self, num_visual: int, depth: int) -> list[PrunePoint]:
         if self.layers:

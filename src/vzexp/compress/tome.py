@@ -15,9 +15,9 @@ import torch
 from torch import Tensor
 
 from vzexp.compress.base import CompressionResult, Compressor
+from vzexp.compress.budget import check_tokens
 from vzexp.compress.tokens import take, unit
 from vzexp.encoders.capture import LayerCapture
-from vzexp.errors import BudgetError
 
 
 def bipartite_round(
@@ -69,13 +69,7 @@ class ToMe(Compressor):
     def output_tokens(self, num_patches: int, has_cls: bool) -> int:
         cls = int(has_cls and self.keep_cls)
         seq_len = num_patches + cls
-        if self.budget is None or not 1 + cls <= self.budget <= seq_len:
-            raise BudgetError(
-                "tokens",
-                self.budget,
-                f"{1 + cls}..{seq_len} for this encoder ({num_patches} patches{' + CLS' if cls else ''})",
-            )
-        return self.budget
+        return check_tokens(self.budget, 1 + cls, seq_len, num_patches, bool(cls))
 
     def compress(self, capture: LayerCapture) -> CompressionResult:
         target = self.output_tokens(capture.num_patches, capture.has_cls)

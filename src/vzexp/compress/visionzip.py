@@ -20,10 +20,9 @@ import torch
 from torch import Tensor
 
 from vzexp.compress.base import CompressionResult, Compressor
-from vzexp.compress.budget import split_budget
+from vzexp.compress.budget import check_tokens, split_budget
 from vzexp.compress.tokens import gather_rows, keep_mask, unit, with_cls
 from vzexp.encoders.capture import LayerCapture
-from vzexp.errors import BudgetError
 
 MergeSpace = Literal["keys", "hidden"]
 TargetPick = Literal["uniform", "random", "similarity"]
@@ -198,10 +197,4 @@ class Dominant(VisionZip):
         if self.dominant is not None:
             return split_budget(None, num_patches, counted_cls, self.dominant, 0)
         seq_len = num_patches + int(counted_cls)
-        if self.budget is None or not 1 <= self.budget <= seq_len:
-            raise BudgetError(
-                "tokens",
-                self.budget,
-                f"1..{seq_len} for this encoder ({num_patches} patches{' + CLS' if counted_cls else ''})",
-            )
-        return self.budget, 0
+        return check_tokens(self.budget, 1, seq_len, num_patches, counted_cls), 0

@@ -13,9 +13,10 @@ from __future__ import annotations
 import torch
 
 from vzexp.compress.base import CompressionResult, Compressor
+from vzexp.compress.budget import check_tokens
 from vzexp.compress.tokens import gather_rows, keep_mask, take, unit
 from vzexp.encoders.capture import LayerCapture
-from vzexp.errors import BudgetError, ConfigError
+from vzexp.errors import ConfigError
 
 DROP_PER_ROUND = 8
 
@@ -44,16 +45,8 @@ class VisPruner(Compressor):
         self.budget, self.important_ratio = budget, important_ratio
 
     def output_tokens(self, num_patches: int, has_cls: bool) -> int:
-        if not has_cls:
-            raise ConfigError(
-                "compressor",
-                self.name,
-                "a tower with a CLS token (VisPruner ranks by CLS attention); for towers without CLS "
-                "use visionzip, dominant, tome or divprune",
-            )
-        if self.budget is None or not 1 <= self.budget <= num_patches:
-            raise BudgetError("tokens", self.budget, f"1..{num_patches} ({num_patches} patches)")
-        return self.budget
+        self.require_cls(has_cls)
+        return check_tokens(self.budget, 1, num_patches, num_patches, False)
 
     def compress(self, capture: LayerCapture) -> CompressionResult:
         budget = self.output_tokens(capture.num_patches, capture.has_cls)
