@@ -136,12 +136,15 @@ def main() -> None:
     failed = [r for r in runs if r["status"] != "FINISHED"]
     markdown, summary = table(runs, budgets)
     result = {
-        "command": "python experiments/strategies/compare.py" + (f" --limit {args.limit}" if args.limit else ""),
+        "command": "python experiments/strategies/compare.py"
+        + (f" --limit {args.limit}" if args.limit else ""),
         "budgets": budgets,
         "runs": len(runs),
         "failed_runs": len(failed),
         "sweep_seconds": round(seconds, 1),
-        "summary": {k: {str(b): v for b, v in s.items()} if k != "none" else s for k, s in summary.items()},
+        "summary": {
+            k: {str(b): v for b, v in s.items()} if k != "none" else s for k, s in summary.items()
+        },
     }
     (HERE / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     (HERE / "results.md").write_text(
