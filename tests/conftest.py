@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -76,19 +75,6 @@ def cli_env(tmp_path) -> dict[str, str]:
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env.pop("HYDRA_FULL_ERROR", None)
     return env
-
-
-def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: int = 300):
-    import subprocess
-
-    return subprocess.run(
-        [sys.executable, "-m", "vzexp", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

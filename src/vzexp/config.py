@@ -92,9 +92,12 @@ class ModelConfig:
 class DataConfig:
     name: str
     dataset: dict[str, Any] = field(default_factory=dict)
+    root: str | None = None  # local directory of a real benchmark's files
     limit: int | None = None
     batch_size: int = 8
     num_workers: int = 0
+    # the benchmark's official rule (vzexp.data.scorers); per type breakdowns come from meta
+    scorer: str = "exact_match"
 
     def __post_init__(self):
         if self.limit is not None and self.limit < 1:
@@ -113,11 +116,32 @@ class TaskConfig:
 
     name: str = "eval"
     max_new_tokens: int = 4
-    predictions_file: str = "predictions.jsonl"
+    predictions_file: str = "predictions.jsonl"  # the merged copy in the run's output dir
+    # Predictions are written per batch under predictions_dir, in a file named after the config
+    # (model, compressor, data, tokens, seed): a killed run restarted with the same config
+    # resumes there. resume=false starts that file again.
+    predictions_dir: str = "predictions"
+    resume: bool = True
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
             raise ConfigError("task.max_new_tokens", self.max_new_tokens, "an integer >= 1")
+
+
+@dataclass
+class ScoreTaskConfig:
+    """task=score: re-score an existing predictions file with the data config's scorer."""
+
+    name: str = "score"
+    predictions: str | None = None
+
+    def __post_init__(self):
+        if not self.predictions:
+            raise ConfigError(
+                "task.predictions",
+                self.predictions,
+                "the path of a predictions .jsonl file to score (task.predictions=...)",
+            )
 
 
 @dataclass
@@ -175,7 +199,7 @@ class BuildTinyTaskConfig:
             raise ConfigError("task.patch_weight", self.patch_weight, "a number >= 0")
 
 
-TASKS = {"eval": TaskConfig, "build_tiny": BuildTinyTaskConfig}
+TASKS = {"eval": TaskConfig, "build_tiny": BuildTinyTaskConfig, "score": ScoreTaskConfig}
 
 
 @dataclass

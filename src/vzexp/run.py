@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -118,43 +120,101 @@ def results_table(metrics: dict[str, float], settings: VzexpConfig) -> str:
     return "\n".join(lines)
 
 
+def rank() -> int:
+    """This process's rank in a multi-process (DDP) run: Lightning starts the other ranks with
+    LOCAL_RANK/RANK set; only rank 0 tracks, prints and scores."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     settings = validate(cfg)
-    building = settings.task.name == "build_tiny"
-    compressor = None if building else build_compressor(settings)
+    task = settings.task.name
+    building, scoring = task == "build_tiny", task == "score"
+    compressor = None if building or scoring else build_compressor(settings)
     out = output_dir()
     out.mkdir(parents=True, exist_ok=True)
     params = logged_params(cfg, settings)
     default_name = (
-        "build_tiny" if building else f"{settings.compressor.get('name')}-t{settings.tokens}"
+        task if building or scoring else f"{settings.compressor.get('name')}-t{settings.tokens}"
     )
     with tracked_run(
-        enabled=settings.logger.name == "mlflow",
+        enabled=settings.logger.name == "mlflow" and rank() == 0,
         params=params,
         experiment_name=settings.logger.experiment_name,
         run_name=settings.logger.run_name or default_name,
         uri=settings.logger.tracking_uri,
         tags=hydra_tags(),
     ) as tracker:
-        config_file = out / "resolved_config.yaml"
-        config_file.write_text(OmegaConf.to_yaml(OmegaConf.create(params)))
-        tracker.log_artifact(config_file)
+        if rank() == 0:
+            config_file = out / "resolved_config.yaml"
+            config_file.write_text(OmegaConf.to_yaml(OmegaConf.create(params)))
+            tracker.log_artifact(config_file)
         if building:
             from vzexp.models.tiny_recipe import build_tiny
 
             return build_tiny(settings, tracker, out, predictor(settings, tracker))
+        if scoring:
+            return score_file(settings, tracker, out)
         return evaluate(settings, compressor, out, tracker)
+
+
+def predictions_path(settings: VzexpConfig) -> Path:
+    """Where this config's predictions are written as they come (stable across restarts)."""
+    from vzexp.engine.predictions import config_key
+
+    decisive = {
+        "model": as_plain(settings.model),
+        "compressor": settings.compressor,
+        "data": {"name": settings.data.name, "dataset": settings.data.dataset},
+        "tokens": settings.tokens,
+        "seed": settings.seed,
+        "max_new_tokens": settings.task.max_new_tokens,
+    }
+    if settings.model.kind != ModelKind.checkpoint:
+        decisive.update(encoder=as_plain(settings.encoder), llm=as_plain(settings.llm))
+    name = f"{settings.data.name}-{settings.model.name}-{settings.compressor.get('name')}"
+    name += f"-t{settings.tokens}-{config_key(decisive)}.jsonl"
+    return Path(getattr(settings.task, "predictions_dir", "predictions")) / name
+
+
+def sample_ids(dataset, limit: int | None) -> list[str]:
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    if hasattr(dataset, "sample_id"):
+        return [dataset.sample_id(i) for i in range(count)]
+    return [dataset[i].id for i in range(count)]
 
 
 def predictor(settings: VzexpConfig, tracker):
     """predict(model, processor, dataset, predictions_path) -> metrics, with this run's trainer
-    settings; writes the predictions file, logs it and prints the results table."""
+    settings. Predictions go to disk per batch (each rank its own part) and resume; rank 0
+    merges them, scores, logs the file and prints the results table."""
 
-    def predict(model, processor, dataset, predictions: Path) -> dict[str, float]:
+    def predict(
+        model, processor, dataset, predictions: Path, copy_to: Path | None = None
+    ) -> dict[str, float]:
         import lightning as L
+        from torch.utils.data import Subset
 
+        from vzexp.data.scoring import scorer_for
         from vzexp.engine.evaluate import EvalDataModule, Evaluator, summarize
+        from vzexp.engine.predictions import PredictionStore, PredictionWriter
 
+        store = PredictionStore(predictions)
+        resume = getattr(settings.task, "resume", False)
+        if not resume and rank() == 0:
+            for stale in [store.path, *store.parts()]:
+                stale.unlink(missing_ok=True)
+        ids = sample_ids(dataset, settings.data.limit)
+        done = store.done() if resume else {}
+        todo = [i for i, sample_id in enumerate(ids) if sample_id not in done]
+        if done and rank() == 0:
+            log.info(
+                "resuming %s: %d of %d samples already done",
+                store.path,
+                len(ids) - len(todo),
+                len(ids),
+            )
+        scorer = scorer_for(settings.data.scorer)
         trainer = L.Trainer(
             accelerator=settings.trainer.accelerator,
             devices=settings.trainer.devices,
@@ -164,23 +224,25 @@ def predictor(settings: VzexpConfig, tracker):
             enable_checkpointing=False,
             enable_model_summary=False,
             default_root_dir=str(predictions.parent),
+            callbacks=[PredictionWriter(store)],
         )
-        datamodule = EvalDataModule(
-            dataset,
-            processor,
-            settings.data.batch_size,
-            settings.data.limit,
-            settings.data.num_workers,
-        )
-        batches = trainer.predict(
-            Evaluator(model, processor, settings.task.max_new_tokens), datamodule=datamodule
-        )
-        records = [r for batch in batches for r in batch]
-        with predictions.open("w") as f:
-            for r in records:
-                f.write(json.dumps(r) + "\n")
-        metrics = summarize(records, settings.model.device)
-        tracker.log_artifact(predictions)
+        if todo:
+            datamodule = EvalDataModule(
+                Subset(dataset, todo),
+                processor,
+                settings.data.batch_size,
+                None,
+                settings.data.num_workers,
+            )
+            evaluator = Evaluator(model, processor, settings.task.max_new_tokens, scorer.sample)
+            trainer.predict(evaluator, datamodule=datamodule, return_predictions=False)
+        if trainer.global_rank != 0:
+            return {}
+        records = store.merge(ids)
+        metrics = summarize(records, settings.model.device, scorer)
+        if copy_to is not None:  # the run's own copy, beside its config
+            shutil.copyfile(predictions, copy_to)
+        tracker.log_artifact(copy_to or predictions)
         print(results_table(metrics, settings), flush=True)
         return metrics
 
@@ -199,8 +261,34 @@ def evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> dict[str,
     model, processor = load_model(settings, words)
     install(model, compressor)
     log.info("visual tokens per image: %d", model.vzexp_tokens_per_image)
-    metrics = predictor(settings, tracker)(
-        model, processor, dataset, out / settings.task.predictions_file
+    predict = predictor(settings, tracker)
+    metrics = predict(
+        model, processor, dataset, predictions_path(settings), out / settings.task.predictions_file
     )
     tracker.log_metrics(metrics)
+    return metrics
+
+
+def score_file(settings: VzexpConfig, tracker, out: Path) -> dict[str, float]:
+    """task=score: the data config's scorer over an existing predictions file, no model."""
+    from vzexp.data.scoring import scorer_for
+    from vzexp.engine.evaluate import summarize
+    from vzexp.engine.predictions import read_records
+    from vzexp.errors import MissingPathError
+
+    path = Path(settings.task.predictions)
+    if not path.is_file():
+        raise MissingPathError(f"task.predictions={str(path)!r}: no such file")
+    records = read_records(path)
+    if not records:
+        raise MissingPathError(f"task.predictions={str(path)!r}: no prediction records in it")
+    scorer = scorer_for(settings.data.scorer)
+    for record in records:
+        record["correct"] = scorer.sample(record)
+    metrics = summarize(records, "cpu", scorer)
+    rescored = out / "predictions.rescored.jsonl"
+    rescored.write_text("".join(json.dumps(r) + "\n" for r in records))
+    tracker.log_artifact(rescored)
+    tracker.log_metrics(metrics)
+    print(results_table(metrics, settings), flush=True)
     return metrics

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import run_cli
+from vzexp_testing import run_cli
 
 TOY_RECIPE = [
     "+experiment=build_tiny",

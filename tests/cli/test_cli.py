@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import run_cli
 from mlflow.tracking import MlflowClient
+from vzexp_testing import run_cli
 
 FAST = ["data.limit=4", "data.batch_size=2", "task.max_new_tokens=2"]
 

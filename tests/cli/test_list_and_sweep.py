@@ -6,8 +6,8 @@ import re
 import subprocess
 import sys
 
-from conftest import REPO, run_cli
 from mlflow.tracking import MlflowClient
+from vzexp_testing import REPO, run_cli
 
 
 def test_list_prints_every_group_with_descriptions(cli_env, tmp_path):

@@ -594,10 +594,16 @@ class ShapesQA(Dataset):
     def scene(self, i: int) -> Scene:
         return self._build(i)[1]
 
+    def sample_id(self, i: int) -> str:
+        """The id of sample i without rendering it (resume reads ids only)."""
+        if not -self.size <= i < self.size:
+            raise IndexError(f"sample {i} out of range for {self.size} samples")
+        return f"shapes-{self.split}-{i % self.size:05d}"
+
     def __getitem__(self, i: int) -> Sample:
         i, scene, qa = self._build(i)
         return Sample(
-            id=f"shapes-{self.split}-{i:05d}",
+            id=self.sample_id(i),
             image=render(scene),
             question=qa.question,
             answer=qa.answer,

@@ -45,6 +45,7 @@ class Collator:
             "questions": [s.question for s in samples],
             "answers": [s.answer for s in samples],
             "types": [s.meta.get("type") for s in samples],
+            "metas": [s.meta for s in samples],
         }
 
 
@@ -96,9 +97,10 @@ class PhaseTimer(BaseStreamer):
 class Evaluator(L.LightningModule):
     """Wraps a LLaVA model patched with a compressor (vzexp.models.llava.install)."""
 
-    def __init__(self, model, processor, max_new_tokens: int = 4):
+    def __init__(self, model, processor, max_new_tokens: int = 4, sample_score=None):
         super().__init__()
         self.model, self.processor, self.max_new_tokens = model, processor, max_new_tokens
+        self.sample_score = sample_score or (lambda r: exact_match(r["prediction"], r["answer"]))
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         stats = self.model.vzexp_stats
@@ -125,8 +127,8 @@ class Evaluator(L.LightningModule):
                     "question": batch["questions"][i],
                     "answer": batch["answers"][i],
                     "type": batch["types"][i],
+                    "meta": batch["metas"][i],
                     "prediction": text.strip(),
-                    "correct": exact_match(text, batch["answers"][i]),
                     "visual_tokens": stats.visual_tokens // max(stats.images, 1),
                     # what the LLM's layers see on average (LLM-side strategies prune inside)
                     "visual_tokens_llm": (
@@ -144,6 +146,7 @@ class Evaluator(L.LightningModule):
                     "generate_s": total / n,
                 }
             )
+            records[-1]["correct"] = self.sample_score(records[-1])
         return records
 
 
@@ -164,11 +167,15 @@ def accuracy_by_type(records: list[dict[str, Any]]) -> dict[str, float]:
     return {f"accuracy/{t}": sum(v) / len(v) for t, v in by_type.items()}
 
 
-def summarize(records: list[dict[str, Any]], device: str) -> dict[str, float]:
+def summarize(records: list[dict[str, Any]], device: str, scorer=None) -> dict[str, float]:
+    """The benchmark's metrics (its scorer; mean per-sample score otherwise), accuracy per
+    question type when samples carry one, and the efficiency figures."""
     n = max(len(records), 1)
     mean = lambda key: sum(r[key] for r in records) / n  # noqa: E731
+    scores = scorer.metrics(records) if scorer is not None else {}
     return {
         "accuracy": mean("correct"),
+        **scores,
         **accuracy_by_type(records),
         "samples": float(len(records)),
         "visual_tokens": mean("visual_tokens"),
