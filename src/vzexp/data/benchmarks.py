@@ -1,0 +1,389 @@
+"""Real benchmarks read from the user's local files, in the two layouts people have them in:
+
+* `layout=lmms_eval`: the Hugging Face dataset files lmms-eval uses (lmms-lab/<name>, parquet),
+  read with the `datasets` library from a local directory (no hub access): every *.parquet under
+  `root` (or under `root/<split>` / files named `<split>-*.parquet` when `split` is set);
+* `layout=llava`: LLaVA's evaluation layout (its docs/Evaluation.md): a question JSONL
+  (question_id, image, text[, category]) whose `text` already holds LLaVA-1.5's prompt, an image
+  folder, and an annotation JSONL (question_id + answer / label / answers).
+
+Each benchmark turns a row into a prompt as LLaVA-1.5 (and lmms-eval's llava tasks) ask it:
+"Answer the question using a single word or phrase." for short answers, lettered options and
+"Answer with the option's letter from the given choices directly." for multiple choice; and
+names its official scorer (vzexp.data.scorers). Images are decoded only when a sample is read.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+from PIL import Image
+from torch.utils.data import Dataset
+
+from vzexp.data.sample import Sample
+from vzexp.errors import ConfigError, MissingPathError
+
+SHORT = "Answer the question using a single word or phrase."
+LETTER = "Answer with the option's letter from the given choices directly."
+LAYOUTS = ("lmms_eval", "llava")
+
+
+def lettered(options: list[str]) -> str:
+    return "\n".join(f"{chr(65 + k)}. {o}" for k, o in enumerate(options))
+
+
+def _text(value) -> str:
+    """A cell as text ('' for missing/NaN cells, as pandas hands them over)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return str(value).strip()
+
+
+def read_parquet(root: Path, split: str | None):
+    """A `datasets.Dataset` of the parquet files of one split, from a local directory."""
+    import datasets
+
+    candidates = [root / split] if split else []
+    files = []
+    for folder in [*candidates, root]:
+        if folder.is_dir():
+            files = sorted(folder.rglob("*.parquet"))
+            if split and folder == root:
+                files = [f for f in files if f.name.startswith(f"{split}-")] or files
+            if files:
+                break
+    if not files:
+        raise MissingPathError(
+            f"data.dataset.root={str(root)!r}: no .parquet files there (layout=lmms_eval expects "
+            "the lmms-lab dataset files, e.g. a snapshot of lmms-lab/POPE)"
+        )
+    return datasets.load_dataset(
+        "parquet", data_files=[str(f) for f in files], split="train", keep_in_memory=False
+    )
+
+
+def read_jsonl(path: Path, key: str) -> list[dict]:
+    if not path.is_file():
+        raise MissingPathError(f"{key}={str(path)!r}: no such file")
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise MissingPathError(
+                f"{key}={str(path)!r}: line {n} is not valid JSON ({exc.msg}); expected one JSON "
+                "object per line"
+            ) from None
+    return rows
+
+
+def image_loader(rows, i: int, column: str = "image"):
+    """A loader of row i's image (decoded by `datasets`, or raw bytes / a path)."""
+
+    def load():
+        value = rows[i][column]
+        if isinstance(value, list):  # SEED-Bench: a list of frames/images
+            value = value[0]
+        if isinstance(value, dict):
+            raw = value.get("bytes")
+            value = Image.open(io.BytesIO(raw)) if raw else Image.open(value["path"])
+        return value
+
+    return load
+
+
+class Benchmark(Dataset):
+    """A benchmark: rows read once, one Sample per item (an item can be a rotated copy of a row,
+    for MMBench's circular evaluation)."""
+
+    name = "benchmark"
+    scorer = "exact_match"
+
+    def __init__(
+        self,
+        root: str | None = None,
+        layout: str = "lmms_eval",
+        split: str | None = None,
+        questions: str | None = None,
+        annotations: str | None = None,
+        images: str = "images",
+    ):
+        if layout not in LAYOUTS:
+            raise ConfigError("data.dataset.layout", layout, f"one of {', '.join(LAYOUTS)}")
+        if not root:
+            raise MissingPathError(
+                f"data.dataset.root is not set: give the local directory of {self.name}, "
+                f"e.g. data={self.name} data.dataset.root=/data/{self.name}"
+            )
+        self.root = Path(root).expanduser()
+        if not self.root.is_dir():
+            raise MissingPathError(f"data.dataset.root={root!r}: no such directory")
+        self.layout = layout
+        if layout == "lmms_eval":
+            self.rows = read_parquet(self.root, split)
+            self.items = [item for i in range(len(self.rows)) for item in self.expand(i)]
+        else:
+            q = self.root / (questions or "questions.jsonl")
+            a = self.root / (annotations or "annotations.jsonl")
+            self.images = self.root / images
+            answers = {str(r["question_id"]): r for r in read_jsonl(a, "data.dataset.annotations")}
+            self.rows = read_jsonl(q, "data.dataset.questions")
+            self.items = []
+            for row in self.rows:
+                gold = answers.get(str(row["question_id"]))
+                if gold is None:
+                    raise MissingPathError(
+                        f"data.dataset.annotations={str(a)!r}: no answer for question_id "
+                        f"{row['question_id']!r}"
+                    )
+                self.items.append(self.from_llava(row, gold))
+
+    # ---- what a benchmark defines ---------------------------------------------------------------
+    def expand(self, i: int) -> list[dict]:
+        """Items of parquet row i: dicts with id, question, answer, meta, image (a callable)."""
+        raise NotImplementedError
+
+    def from_llava(self, row: dict, gold: dict) -> dict:
+        """An item from LLaVA's question line (its text is the prompt) and its annotation."""
+        answer = gold.get("answer", gold.get("label"))
+        meta = {k: row[k] for k in ("category",) if k in row}
+        if "answers" in gold:
+            meta["answers"] = [a["answer"] if isinstance(a, dict) else a for a in gold["answers"]]
+            answer = answer or Counter(meta["answers"]).most_common(1)[0][0]
+        for key in ("options", "circular_id", "image_id", "question_type"):
+            if key in gold:
+                meta[key] = gold[key]
+        image = self.images / row["image"]
+        return {
+            "id": str(row["question_id"]),
+            "question": row["text"],
+            "answer": str(answer),
+            "meta": meta,
+            "image": lambda path=image: Image.open(path),
+        }
+
+    # ---- Dataset ---------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def sample_id(self, i: int) -> str:
+        return self.items[i]["id"]
+
+    def __getitem__(self, i: int) -> Sample:
+        item = self.items[i]
+        try:
+            image = item["image"]()
+            image.load()
+        except (OSError, ValueError) as exc:
+            raise MissingPathError(
+                f"data: the image of sample {item['id']!r} could not be read ({exc}); the file "
+                "is missing or corrupt"
+            ) from None
+        return Sample(
+            id=item["id"],
+            image=image.convert("RGB"),
+            question=item["question"],
+            answer=item["answer"],
+            meta=item["meta"],
+        )
+
+    def row_image(self, i: int, column: str = "image"):
+        return image_loader(self.rows, i, column)
+
+
+class POPE(Benchmark):
+    name, scorer = "pope", "pope"
+
+    def expand(self, i: int) -> list[dict]:
+        row = self.rows[i]
+        return [
+            {
+                "id": str(row.get("question_id", row.get("id", i))),
+                "question": f"{_text(row['question'])}\n{SHORT}",
+                "answer": _text(row["answer"]).lower(),
+                "meta": {"category": _text(row.get("category"))},
+                "image": self.row_image(i),
+            }
+        ]
+
+
+class MME(Benchmark):
+    """lmms-lab/MME: two yes/no questions per image; LLaVA-1.5 replaces MME's "Please answer yes
+    or no." with its short-answer instruction."""
+
+    name, scorer = "mme", "mme"
+
+    def expand(self, i: int) -> list[dict]:
+        row = self.rows[i]
+        question = _text(row["question"]).replace("Please answer yes or no.", "").strip()
+        image_id = _text(row.get("question_id")) or str(i)
+        return [
+            {
+                "id": f"{_text(row['category'])}/{image_id}/{i}",
+                "question": f"{question}\n{SHORT}",
+                "answer": _text(row["answer"]),
+                "meta": {"category": _text(row["category"]), "image": image_id},
+                "image": self.row_image(i),
+            }
+        ]
+
+
+class VQAv2(Benchmark):
+    name, scorer = "vqav2", "vqav2"
+
+    def expand(self, i: int) -> list[dict]:
+        row = self.rows[i]
+        answers = [a["answer"] if isinstance(a, dict) else a for a in row["answers"]]
+        return [
+            {
+                "id": str(row["question_id"]),
+                "question": f"{_text(row['question'])}\n{SHORT}",
+                "answer": _text(row.get("multiple_choice_answer"))
+                or Counter(answers).most_common(1)[0][0],
+                "meta": {"answers": answers},
+                "image": self.row_image(i),
+            }
+        ]
+
+
+class TextVQA(VQAv2):
+    name, scorer = "textvqa", "textvqa"
+
+
+class GQA(Benchmark):
+    """lmms-lab/GQA keeps questions and images apart: `<split>_instructions` (imageId, question,
+    answer) and `<split>_images` (id, image), e.g. split=testdev_balanced."""
+
+    name, scorer = "gqa", "gqa"
+
+    def __init__(self, root: str | None = None, split: str | None = "testdev_balanced", **kw):
+        if kw.get("layout", "lmms_eval") == "lmms_eval" and root:
+            base = Path(root).expanduser()
+            self.image_rows = read_parquet(base, f"{split}_images")
+            self.image_index = {r: k for k, r in enumerate(self.image_rows["id"])}
+            split = f"{split}_instructions"
+        super().__init__(root, split=split, **kw)
+
+    def expand(self, i: int) -> list[dict]:
+        row = self.rows[i]
+        k = self.image_index.get(row["imageId"])
+        if k is None:
+            raise MissingPathError(f"data.dataset.root: no image {row['imageId']!r} for GQA")
+        return [
+            {
+                "id": str(row["id"]),
+                "question": f"{_text(row['question'])}\n{SHORT}",
+                "answer": _text(row["answer"]),
+                "meta": {"image_id": row["imageId"]},
+                "image": image_loader(self.image_rows, k),
+            }
+        ]
+
+
+class ScienceQA(Benchmark):
+    """lmms-lab/ScienceQA, config ScienceQA-IMG (image questions only)."""
+
+    name, scorer = "scienceqa", "scienceqa"
+
+    def expand(self, i: int) -> list[dict]:
+        row = self.rows[i]
+        if row.get("image") is None:
+            return []
+        options = [str(c) for c in row["choices"]]
+        context = f"Context: {_text(row.get('hint'))}\n" if _text(row.get("hint")) else ""
+        return [
+            {
+                "id": str(row.get("id", i)),
+                "question": f"{context}{_text(row['question'])}\n{lettered(options)}\n{LETTER}",
+                "answer": chr(65 + int(row["answer"])),
+                "meta": {"options": options},
+                "image": self.row_image(i),
+            }
+        ]
+
+
+class SEEDBench(Benchmark):
+    """lmms-lab/SEED-Bench, image questions (data_type == "image")."""
+
+    name, scorer = "seed", "seed"
+
+    def expand(self, i: int) -> list[dict]:
+        row = self.rows[i]
+        if _text(row.get("data_type", "image")) != "image":
+            return []
+        options = [_text(row[f"choice_{c}"]) for c in "abcd"]
+        return [
+            {
+                "id": str(row["question_id"]),
+                "question": f"{_text(row['question'])}\n{lettered(options)}\n{LETTER}",
+                "answer": _text(row["answer"]),
+                "meta": {"options": options},
+                "image": self.row_image(i),
+            }
+        ]
+
+
+class MMBench(Benchmark):
+    """lmms-lab/MMBench (en dev): each question is asked once per rotation of its options
+    (circular evaluation); the rotations share circular_id = the row's index."""
+
+    name, scorer = "mmbench", "mmbench"
+
+    def expand(self, i: int) -> list[dict]:
+        row = self.rows[i]
+        options = [_text(row.get(c)) for c in "ABCDEFGH" if _text(row.get(c))]
+        gold = ord(_text(row["answer"])) - 65
+        hint = _text(row.get("hint"))
+        items = []
+        for shift in range(len(options)):
+            rotated = options[shift:] + options[:shift]
+            question = f"{hint}\n" if hint else ""
+            question += f"{_text(row['question'])}\n{lettered(rotated)}\n{LETTER}"
+            items.append(
+                {
+                    "id": f"{row['index']}-r{shift}",
+                    "question": question,
+                    "answer": chr(65 + (gold - shift) % len(options)),
+                    "meta": {
+                        "options": rotated,
+                        "circular_id": int(row["index"]) % 1_000_000,
+                        "category": _text(row.get("category")),
+                    },
+                    "image": self.row_image(i),
+                }
+            )
+        return items
+
+
+class MMMU(Benchmark):
+    """lmms-lab/MMMU (validation): the first image only (one image per sample here); the
+    question's "<image N>" marks are removed."""
+
+    name, scorer = "mmmu", "mmmu"
+
+    def expand(self, i: int) -> list[dict]:
+        row = self.rows[i]
+        question = re.sub(r"\s*<image \d+>", "", _text(row["question"])).strip()
+        raw = row.get("options")
+        options = ast.literal_eval(raw) if isinstance(raw, str) and raw.strip() else (raw or [])
+        kind = _text(row.get("question_type")) or "multiple-choice"
+        if kind == "multiple-choice":
+            prompt = f"{question}\n{lettered(options)}\n{LETTER}"
+        else:
+            prompt = f"{question}\n{SHORT}"
+        return [
+            {
+                "id": _text(row["id"]),
+                "question": prompt,
+                "answer": _text(row["answer"]),
+                "meta": {"options": options, "question_type": kind},
+                "image": self.row_image(i, "image_1"),
+            }
+        ]

@@ -1,0 +1,67 @@
+"""Every real benchmark through the CLI on its fixture copy (tests/integration/test_benchmarks.py):
+one sweep, one FINISHED MLflow run per benchmark with its metrics and predictions; a corrupt image
+stops the run with one line, exit 2, the run FAILED and the predictions so far kept on disk."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from benchmark_fixtures import fixtures
+from mlflow.tracking import MlflowClient
+from PIL import Image
+from vzexp_testing import run_cli
+
+NAMES = ["pope", "mme", "vqav2", "textvqa", "gqa", "scienceqa", "seed", "mmbench", "mmmu"]
+SMALL = ["model=tiny_random", "data.batch_size=2", "task.max_new_tokens=2"]
+
+
+def runs(env, name="vzexp"):
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    return client, client.search_runs([client.get_experiment_by_name(name).experiment_id])
+
+
+def test_every_benchmark_reads_scores_and_logs(tmp_path, cli_env):
+    fixtures(tmp_path / "data")
+    root = f"data.root={tmp_path / 'data'}/${{data.name}}"
+    proc = run_cli(["-m", f"data={','.join(NAMES)}", root, *SMALL], cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client, found = runs(cli_env)
+    assert sorted(r.data.params["data.name"] for r in found) == sorted(NAMES)
+    for r in found:
+        assert r.info.status == "FINISHED"
+        assert "accuracy" in r.data.metrics and r.data.metrics["samples"] >= 1
+        artifacts = [a.path for a in client.list_artifacts(r.info.run_id)]
+        assert "predictions.jsonl" in artifacts, artifacts
+    by_name = {r.data.params["data.name"]: r.data.metrics for r in found}
+    assert "split_mean/f1" in by_name["pope"] and "perception" in by_name["mme"]
+    assert by_name["mmbench"]["samples"] == 5  # 3 + 2 rotations
+
+
+def test_a_corrupt_image_fails_cleanly_and_keeps_predictions(tmp_path, cli_env):
+    data = tmp_path / "pope"
+    (data / "images").mkdir(parents=True)
+    for k in range(3):
+        Image.fromarray(np.full((20, 20, 3), 40 * k, dtype=np.uint8)).save(
+            data / "images" / f"{k}.png"
+        )
+    (data / "images" / "2.png").write_bytes(b"garbage")
+    rows = [
+        {"question_id": k, "image": f"{k}.png", "text": "Is it red?", "category": "random"}
+        for k in range(3)
+    ]
+    (data / "questions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    labels = [{"question_id": k, "label": "no"} for k in range(3)]
+    (data / "annotations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in labels))
+    args = ["data=pope", f"data.root={data}", "data.dataset.layout=llava", "model=tiny_random"]
+    proc = run_cli([*args, "data.batch_size=1"], cli_env, tmp_path)
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .startswith("vzexp: error: data: the image of sample '2' could not be read")
+    )
+    (part,) = (tmp_path / "predictions").glob("*.part")
+    assert [json.loads(line)["id"] for line in part.read_text().splitlines()] == ["0", "1"]
+    _, found = runs(cli_env)
+    assert [r.info.status for r in found] == ["FAILED"]

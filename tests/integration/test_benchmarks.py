@@ -1,0 +1,156 @@
+"""Real-benchmark readers on small fixture copies of each format, written here: lmms-eval's parquet
+files (through `datasets`) and LLaVA's question JSONL + image folder; prompts, answers, scorer
+inputs, and the errors for missing, malformed and corrupt data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from benchmark_fixtures import fixtures, picture
+
+from vzexp.data import benchmarks as B
+from vzexp.data.scoring import scorer_for
+from vzexp.errors import MissingPathError
+
+CLASSES = {
+    "pope": B.POPE,
+    "mme": B.MME,
+    "vqav2": B.VQAv2,
+    "textvqa": B.TextVQA,
+    "gqa": B.GQA,
+    "scienceqa": B.ScienceQA,
+    "seed": B.SEEDBench,
+    "mmbench": B.MMBench,
+    "mmmu": B.MMMU,
+}
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory):
+    return fixtures(tmp_path_factory.mktemp("benchmarks"))
+
+
+def records(dataset, predictions):
+    out = []
+    for i, prediction in enumerate(predictions):
+        s = dataset[i]
+        out.append({"id": s.id, "prediction": prediction, "answer": s.answer, "meta": s.meta})
+    return out
+
+
+def test_pope(roots):
+    ds = B.POPE(roots["pope"])
+    s = ds[0]
+    assert s.question == f"Is there a dog in the image?\n{B.SHORT}"
+    assert (s.answer, s.meta["category"], s.image.size) == ("yes", "adversarial", (24, 24))
+    metrics = scorer_for(ds.scorer).metrics(records(ds, ["Yes.", "No", "yes"]))
+    assert metrics["accuracy"] == pytest.approx(2 / 3)
+    assert metrics["random/accuracy"] == 0.0 and metrics["adversarial/accuracy"] == 1.0
+
+
+def test_mme_pairs_questions_of_one_image(roots):
+    ds = B.MME(roots["mme"])
+    assert ds[0].question == f"Are there two dogs?\n{B.SHORT}"
+    assert ds[0].meta == {"category": "count", "image": "count/1.jpg"}
+    assert len({ds.sample_id(i) for i in range(len(ds))}) == 2  # two questions, one image
+    metrics = scorer_for("mme").metrics(records(ds, ["Yes", "Yes"]))
+    # acc 1/2, acc+ 0 (the image's pair is not both right): score 50
+    assert metrics["count/score"] == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize("name", ["vqav2", "textvqa"])
+def test_vqa_soft_accuracy_from_ten_answers(roots, name):
+    ds = CLASSES[name](roots[name])
+    assert ds[0].answer == "3" and len(ds[0].meta["answers"]) == 10
+    metrics = scorer_for(name).metrics(records(ds, ["2", "Red"]))
+    assert metrics["accuracy"] == pytest.approx((0.6 + 1.0) / 2)  # 2 of 10 annotators: 0.6
+
+
+def test_gqa_joins_questions_to_their_images(roots):
+    ds = B.GQA(str(roots["gqa"]))
+    assert [ds.sample_id(i) for i in range(2)] == ["g1", "g2"]
+    assert np.array_equal(np.asarray(ds[0].image), np.asarray(picture(1)))  # imageId i2
+    assert scorer_for("gqa").metrics(records(ds, ["No.", "right"]))["accuracy"] == 0.5
+
+
+def test_scienceqa_letters_and_context(roots):
+    ds = B.ScienceQA(roots["scienceqa"])
+    assert ds[0].question == f"Context: Animals.\nWhich is a mammal?\nA. cat\nB. frog\n{B.LETTER}"
+    assert ds[1].question.startswith("Which is hot?\nA. ice\nB. sun\nC. snow")
+    assert [ds[0].answer, ds[1].answer] == ["A", "B"]
+    assert scorer_for("scienceqa").metrics(records(ds, ["A", "C"]))["accuracy"] == 0.5
+
+
+def test_seed_keeps_image_questions_only(roots):
+    ds = B.SEEDBench(roots["seed"])
+    assert len(ds) == 1 and ds[0].answer == "B"
+    assert ds[0].question == f"How many?\nA. 1\nB. 2\nC. 3\nD. 4\n{B.LETTER}"
+
+
+def test_mmbench_asks_every_rotation(roots):
+    ds = B.MMBench(roots["mmbench"])
+    assert len(ds) == 3 + 2  # 3 options -> 3 rotations; 2 options -> 2
+    first, second = ds[0], ds[1]
+    assert first.question == f"A zoo.\nWhich animal?\nA. cat\nB. dog\nC. cow\n{B.LETTER}"
+    assert second.meta["options"] == ["dog", "cow", "cat"] and second.answer == "A"
+    assert {ds[i].meta["circular_id"] for i in range(3)} == {7}
+    # every rotation right for question 7, one wrong for question 8 -> circular 1/2
+    metrics = scorer_for("mmbench").metrics(records(ds, ["B", "A", "C", "A", "A"]))
+    assert metrics["accuracy"] == 0.5
+
+
+def test_mmmu_options_and_open_questions(roots):
+    ds = B.MMMU(roots["mmmu"])
+    assert ds[0].question == f"Which style?\nA. Baroque\nB. Cubism\n{B.LETTER}"
+    assert ds[1].question == f"What is x in?\n{B.SHORT}"
+    assert ds[1].meta["question_type"] == "open"
+    assert scorer_for("mmmu").metrics(records(ds, ["B", "x = 3.0"]))["accuracy"] == 1.0
+
+
+def test_llava_layout(tmp_path):
+    (tmp_path / "images").mkdir()
+    picture(0).save(tmp_path / "images" / "a.png")
+    questions = [
+        {
+            "question_id": 5,
+            "image": "a.png",
+            "text": "Is it red?\nAnswer briefly.",
+            "category": "random",
+        }
+    ]
+    (tmp_path / "questions.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
+    (tmp_path / "annotations.jsonl").write_text(
+        json.dumps({"question_id": 5, "label": "no"}) + "\n"
+    )
+    ds = B.POPE(str(tmp_path), layout="llava")
+    s = ds[0]
+    assert (s.id, s.question, s.answer, s.meta) == (
+        "5",
+        "Is it red?\nAnswer briefly.",
+        "no",
+        {"category": "random"},
+    )
+
+
+def test_missing_malformed_and_corrupt_data(tmp_path):
+    with pytest.raises(MissingPathError, match="data.dataset.root is not set"):
+        B.POPE(None)
+    with pytest.raises(MissingPathError, match="no such directory"):
+        B.POPE(str(tmp_path / "nope"))
+    with pytest.raises(MissingPathError, match="no .parquet files"):
+        B.POPE(str(tmp_path))
+    (tmp_path / "questions.jsonl").write_text(
+        '{"question_id": 1, "image": "x.png", "text": "q"}\n{oops\n'
+    )
+    (tmp_path / "annotations.jsonl").write_text("")
+    with pytest.raises(MissingPathError, match="line 2 is not valid JSON"):
+        B.POPE(str(tmp_path), layout="llava")
+    (tmp_path / "questions.jsonl").write_text('{"question_id": 1, "image": "x.png", "text": "q"}\n')
+    (tmp_path / "annotations.jsonl").write_text('{"question_id": 1, "label": "yes"}\n')
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "x.png").write_bytes(b"not a png")
+    ds = B.POPE(str(tmp_path), layout="llava")
+    with pytest.raises(MissingPathError, match="image of sample '1' could not be read"):
+        ds[0]
