@@ -54,6 +54,8 @@ def test_a_corrupt_image_fails_cleanly_and_keeps_predictions(tmp_path, cli_env):
     labels = [{"question_id": k, "label": "no"} for k in range(3)]
     (data / "annotations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in labels))
     args = ["data=pope", f"data.root={data}", "data.dataset.layout=llava", "model=tiny_random"]
+    args += ["data.dataset.questions=questions.jsonl", "data.dataset.annotations=annotations.jsonl"]
+    args += ["data.dataset.images=images"]
     proc = run_cli([*args, "data.batch_size=1"], cli_env, tmp_path)
     assert proc.returncode == 2
     assert (

@@ -109,28 +109,76 @@ def test_mmmu_options_and_open_questions(roots):
     assert scorer_for("mmmu").metrics(records(ds, ["B", "x = 3.0"]))["accuracy"] == 1.0
 
 
-def test_llava_layout(tmp_path):
-    (tmp_path / "images").mkdir()
-    picture(0).save(tmp_path / "images" / "a.png")
+def jsonl(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_llava_layout_pope_labels_by_category_in_order(tmp_path):
+    # LLaVA's playground/data/eval/pope: the question file, coco/coco_pope_<split>.json, val2014/
+    (tmp_path / "val2014").mkdir()
+    picture(0).save(tmp_path / "val2014" / "a.jpg")
     questions = [
-        {
-            "question_id": 5,
-            "image": "a.png",
-            "text": "Is it red?\nAnswer briefly.",
-            "category": "random",
-        }
+        {"question_id": 1, "image": "a.jpg", "text": "Is there a cat?", "category": "random"},
+        {"question_id": 2, "image": "a.jpg", "text": "Is there a dog?", "category": "popular"},
+        {"question_id": 3, "image": "a.jpg", "text": "Is there a cow?", "category": "random"},
     ]
-    (tmp_path / "questions.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
-    (tmp_path / "annotations.jsonl").write_text(
-        json.dumps({"question_id": 5, "label": "no"}) + "\n"
+    jsonl(tmp_path / "llava_pope_test.jsonl", questions)
+    # eval_pope.py pairs each split's answers with its label file by order, not by id
+    jsonl(
+        tmp_path / "coco" / "coco_pope_random.json",
+        [{"question_id": 9, "label": "yes"}, {"question_id": 9, "label": "no"}],
     )
+    jsonl(tmp_path / "coco" / "coco_pope_popular.json", [{"question_id": 9, "label": "no"}])
     ds = B.POPE(str(tmp_path), layout="llava")
-    s = ds[0]
-    assert (s.id, s.question, s.answer, s.meta) == (
-        "5",
-        "Is it red?\nAnswer briefly.",
-        "no",
-        {"category": "random"},
+    assert [(ds[i].id, ds[i].answer, ds[i].meta["category"]) for i in range(3)] == [
+        ("1", "yes", "random"),
+        ("2", "no", "popular"),
+        ("3", "no", "random"),
+    ]
+    assert ds[0].question == "Is there a cat?"  # LLaVA's text is the prompt
+
+
+def test_llava_layout_answer_files_of_gqa_textvqa_scienceqa(tmp_path):
+    picture(0).save(tmp_path / "a.png")
+    q = [{"question_id": "g1", "image": "a.png", "text": "Q?"}]
+    jsonl(tmp_path / "q.jsonl", q)
+    # GQA: testdev_balanced_questions.json is a dict keyed by question id
+    (tmp_path / "gqa.json").write_text(json.dumps({"g1": {"answer": "left", "imageId": "x"}}))
+    ds = B.GQA(
+        str(tmp_path), layout="llava", questions="q.jsonl", annotations="gqa.json", images="."
+    )
+    assert ds[0].answer == "left"
+    # TextVQA_0.5.1_val.json: {"data": [{question_id, answers}]}
+    answers = ["stop"] * 7 + ["halt"] * 3
+    (tmp_path / "tv.json").write_text(
+        json.dumps({"data": [{"question_id": "g1", "answers": answers}]})
+    )
+    ds = B.TextVQA(
+        str(tmp_path), layout="llava", questions="q.jsonl", annotations="tv.json", images="."
+    )
+    assert (ds[0].answer, ds[0].meta["answers"]) == ("stop", answers)
+    # ScienceQA: llava_test_CQM-A.json conversations + problems.json (answer index, choices)
+    cqm = [
+        {
+            "id": "7",
+            "image": "a.png",
+            "conversations": [{"from": "human", "value": "<image>\nWhich?\nA. x\nB. y"}],
+        },
+        {"id": "8", "conversations": [{"from": "human", "value": "text only"}]},
+    ]
+    (tmp_path / "cqm.json").write_text(json.dumps(cqm))
+    (tmp_path / "problems.json").write_text(
+        json.dumps(
+            {"7": {"answer": 1, "choices": ["x", "y"]}, "8": {"answer": 0, "choices": ["p"]}}
+        )
+    )
+    ds = B.ScienceQA(str(tmp_path), layout="llava", questions="cqm.json", images=".")
+    assert len(ds) == 1  # the -IMG set: questions with an image
+    assert (ds[0].question, ds[0].answer, ds[0].meta["options"]) == (
+        "Which?\nA. x\nB. y",
+        "B",
+        ["x", "y"],
     )
 
 
@@ -141,16 +189,17 @@ def test_missing_malformed_and_corrupt_data(tmp_path):
         B.POPE(str(tmp_path / "nope"))
     with pytest.raises(MissingPathError, match="no .parquet files"):
         B.POPE(str(tmp_path))
-    (tmp_path / "questions.jsonl").write_text(
-        '{"question_id": 1, "image": "x.png", "text": "q"}\n{oops\n'
-    )
-    (tmp_path / "annotations.jsonl").write_text("")
+    files = dict(layout="llava", questions="q.jsonl", annotations="a.jsonl", images="images")
+    (tmp_path / "q.jsonl").write_text('{"question_id": 1, "image": "x.png", "text": "q"}\n{oops\n')
+    (tmp_path / "a.jsonl").write_text("")
     with pytest.raises(MissingPathError, match="line 2 is not valid JSON"):
-        B.POPE(str(tmp_path), layout="llava")
-    (tmp_path / "questions.jsonl").write_text('{"question_id": 1, "image": "x.png", "text": "q"}\n')
-    (tmp_path / "annotations.jsonl").write_text('{"question_id": 1, "label": "yes"}\n')
+        B.POPE(str(tmp_path), **files)
+    (tmp_path / "q.jsonl").write_text('{"question_id": 1, "image": "x.png", "text": "q"}\n')
+    with pytest.raises(MissingPathError, match="no answer for question_id 1"):
+        B.POPE(str(tmp_path), **files)
+    (tmp_path / "a.jsonl").write_text('{"question_id": 1, "label": "yes"}\n')
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "x.png").write_bytes(b"not a png")
-    ds = B.POPE(str(tmp_path), layout="llava")
+    ds = B.POPE(str(tmp_path), **files)
     with pytest.raises(MissingPathError, match="image of sample '1' could not be read"):
         ds[0]

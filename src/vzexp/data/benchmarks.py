@@ -3,9 +3,12 @@
 * `layout=lmms_eval`: the Hugging Face dataset files lmms-eval uses (lmms-lab/<name>, parquet),
   read with the `datasets` library from a local directory (no hub access): every *.parquet under
   `root` (or under `root/<split>` / files named `<split>-*.parquet` when `split` is set);
-* `layout=llava`: LLaVA's evaluation layout (its docs/Evaluation.md): a question JSONL
-  (question_id, image, text[, category]) whose `text` already holds LLaVA-1.5's prompt, an image
-  folder, and an annotation JSONL (question_id + answer / label / answers).
+* `layout=llava`: LLaVA's evaluation layout (its docs/Evaluation.md, playground/data/eval/<name>):
+  the question file whose `text` already holds LLaVA-1.5's prompt, the image folder, and the
+  answer files its scripts read (POPE's coco/coco_pope_<split>.json, GQA's
+  testdev_balanced_questions.json, TextVQA_0.5.1_val.json, ScienceQA's problems.json; for the
+  others an annotation JSONL of question_id + answer / label / answers). Default file names are
+  LLaVA's where known; `data.dataset.questions/annotations/images=` override them.
 
 Each benchmark turns a row into a prompt as LLaVA-1.5 (and lmms-eval's llava tasks) ask it:
 "Answer the question using a single word or phrase." for short answers, lettered options and
@@ -84,6 +87,68 @@ def read_jsonl(path: Path, key: str) -> list[dict]:
     return rows
 
 
+def read_annotations(path: Path) -> dict[str, dict]:
+    """Gold answers by question id, from the files LLaVA's evaluation scripts read:
+    JSONL lines with question_id (POPE's coco_pope_*.json; a directory of them is read whole),
+    a JSON dict keyed by question id (GQA's testdev_balanced_questions.json, ScienceQA's
+    problems.json), or a JSON object holding a list under "data" (TextVQA_0.5.1_val.json),
+    "annotations" (VQAv2's v2_mscoco_val2014_annotations.json) or "questions" (SEED-Bench.json)."""
+    key = "data.dataset.annotations"
+    if path.is_dir():
+        found: dict[str, dict] = {}
+        for file in sorted(path.glob("*.json*")):
+            found.update(read_annotations(file))
+        return found
+    if not path.is_file():
+        raise MissingPathError(f"{key}={str(path)!r}: no such file or directory")
+    if path.suffix == ".jsonl":
+        return {str(r["question_id"]): r for r in read_jsonl(path, key)}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError:  # JSON lines under a .json name (POPE's coco_pope_*.json)
+        return {str(r["question_id"]): r for r in read_jsonl(path, key)}
+    if isinstance(data, dict) and "question_id" in data:  # a one-line JSONL file
+        return {str(data["question_id"]): data}
+    if isinstance(data, dict):
+        for field in ("data", "annotations", "questions"):
+            if isinstance(data.get(field), list):
+                return {str(r["question_id"]): r for r in data[field]}
+        return {str(k): v for k, v in data.items()}
+    if isinstance(data, list):
+        return {str(r.get("question_id", r.get("id"))): r for r in data}
+    raise MissingPathError(f"{key}={str(path)!r}: not an annotation file LLaVA's scripts read")
+
+
+def read_questions(path: Path) -> list[dict]:
+    """LLaVA's question file: JSONL (question_id, image, text[, category]), or ScienceQA's
+    llava_test_CQM-A.json (a JSON list with id, image and the prompt as the first human turn)."""
+    key = "data.dataset.questions"
+    if path.suffix == ".json" and path.is_file():
+        rows = []
+        for r in json.loads(path.read_text()):
+            if "image" not in r:
+                continue  # ScienceQA's text-only questions are not in the -IMG set
+            text = r["conversations"][0]["value"].replace("<image>", "").strip()
+            rows.append({"question_id": r["id"], "image": r["image"], "text": text})
+        return rows
+    return read_jsonl(path, key)
+
+
+def gold_answer(gold: dict) -> tuple[str, list[str] | None, dict]:
+    """(answer, annotator answers or None, extra meta) from one annotation record."""
+    answers = gold.get("answers")
+    if answers is not None:
+        answers = [a["answer"] if isinstance(a, dict) else str(a) for a in answers]
+    answer = gold.get("multiple_choice_answer", gold.get("answer", gold.get("label")))
+    meta = {}
+    if "choices" in gold and isinstance(answer, int):  # ScienceQA problems.json: an index
+        meta["options"] = list(gold["choices"])
+        answer = chr(65 + answer)
+    if answer is None and answers:
+        answer = Counter(answers).most_common(1)[0][0]
+    return str(answer), answers, meta
+
+
 def image_loader(rows, i: int, column: str = "image"):
     """A loader of row i's image (decoded by `datasets`, or raw bytes / a path)."""
 
@@ -105,6 +170,12 @@ class Benchmark(Dataset):
 
     name = "benchmark"
     scorer = "exact_match"
+    # LLaVA's file names under playground/data/eval/<benchmark> (layout=llava), when known
+    llava_files = {
+        "questions": "questions.jsonl",
+        "annotations": "annotations.jsonl",
+        "images": "images",
+    }
 
     def __init__(
         self,
@@ -113,7 +184,7 @@ class Benchmark(Dataset):
         split: str | None = None,
         questions: str | None = None,
         annotations: str | None = None,
-        images: str = "images",
+        images: str | None = None,
     ):
         if layout not in LAYOUTS:
             raise ConfigError("data.dataset.layout", layout, f"one of {', '.join(LAYOUTS)}")
@@ -130,33 +201,37 @@ class Benchmark(Dataset):
             self.rows = read_parquet(self.root, split)
             self.items = [item for i in range(len(self.rows)) for item in self.expand(i)]
         else:
-            q = self.root / (questions or "questions.jsonl")
-            a = self.root / (annotations or "annotations.jsonl")
-            self.images = self.root / images
-            answers = {str(r["question_id"]): r for r in read_jsonl(a, "data.dataset.annotations")}
-            self.rows = read_jsonl(q, "data.dataset.questions")
-            self.items = []
-            for row in self.rows:
-                gold = answers.get(str(row["question_id"]))
-                if gold is None:
-                    raise MissingPathError(
-                        f"data.dataset.annotations={str(a)!r}: no answer for question_id "
-                        f"{row['question_id']!r}"
-                    )
-                self.items.append(self.from_llava(row, gold))
+            files = self.llava_files
+            self.images = self.root / (images or files["images"])
+            self.rows = read_questions(self.root / (questions or files["questions"]))
+            golds = self.llava_golds(self.root / (annotations or files["annotations"]))
+            self.items = [self.from_llava(row, gold) for row, gold in zip(self.rows, golds)]
 
     # ---- what a benchmark defines ---------------------------------------------------------------
     def expand(self, i: int) -> list[dict]:
         """Items of parquet row i: dicts with id, question, answer, meta, image (a callable)."""
         raise NotImplementedError
 
+    def llava_golds(self, path: Path) -> list[dict]:
+        """One annotation per question row (by question id; POPE overrides: by order)."""
+        answers = read_annotations(path)
+        golds = []
+        for row in self.rows:
+            gold = answers.get(str(row["question_id"]))
+            if gold is None:
+                raise MissingPathError(
+                    f"data.dataset.annotations={str(path)!r}: no answer for question_id "
+                    f"{row['question_id']!r}"
+                )
+            golds.append(gold)
+        return golds
+
     def from_llava(self, row: dict, gold: dict) -> dict:
         """An item from LLaVA's question line (its text is the prompt) and its annotation."""
-        answer = gold.get("answer", gold.get("label"))
-        meta = {k: row[k] for k in ("category",) if k in row}
-        if "answers" in gold:
-            meta["answers"] = [a["answer"] if isinstance(a, dict) else a for a in gold["answers"]]
-            answer = answer or Counter(meta["answers"]).most_common(1)[0][0]
+        answer, answers, meta = gold_answer(gold)
+        meta.update({k: row[k] for k in ("category",) if k in row})
+        if answers is not None:
+            meta["answers"] = answers
         for key in ("options", "circular_id", "image_id", "question_type"):
             if key in gold:
                 meta[key] = gold[key]
@@ -200,6 +275,29 @@ class Benchmark(Dataset):
 
 class POPE(Benchmark):
     name, scorer = "pope", "pope"
+    llava_files = {"questions": "llava_pope_test.jsonl", "annotations": "coco", "images": "val2014"}
+
+    def llava_golds(self, path: Path) -> list[dict]:
+        """As LLaVA's eval_pope.py: the questions of each category, in file order, against the
+        lines of <annotations>/coco_pope_<category>.json, in order."""
+        if path.is_file():
+            return super().llava_golds(path)
+        by_category: dict[str, list[dict]] = {}
+        for category in dict.fromkeys(row.get("category", "") for row in self.rows):
+            label_file = path / f"coco_pope_{category}.json"
+            by_category[category] = read_jsonl(label_file, "data.dataset.annotations")
+        golds, seen = [], Counter()
+        for row in self.rows:
+            category = row.get("category", "")
+            labels = by_category[category]
+            if seen[category] >= len(labels):
+                raise MissingPathError(
+                    f"data.dataset.annotations={str(path)!r}: coco_pope_{category}.json has "
+                    f"fewer lines ({len(labels)}) than the {category} questions"
+                )
+            golds.append(labels[seen[category]])
+            seen[category] += 1
+        return golds
 
     def expand(self, i: int) -> list[dict]:
         row = self.rows[i]
@@ -255,6 +353,11 @@ class VQAv2(Benchmark):
 
 class TextVQA(VQAv2):
     name, scorer = "textvqa", "textvqa"
+    llava_files = {
+        "questions": "llava_textvqa_val_v051_ocr.jsonl",
+        "annotations": "TextVQA_0.5.1_val.json",
+        "images": "train_images",
+    }
 
 
 class GQA(Benchmark):
@@ -262,6 +365,11 @@ class GQA(Benchmark):
     answer) and `<split>_images` (id, image), e.g. split=testdev_balanced."""
 
     name, scorer = "gqa", "gqa"
+    llava_files = {
+        "questions": "llava_gqa_testdev_balanced.jsonl",
+        "annotations": "data/testdev_balanced_questions.json",
+        "images": "data/images",
+    }
 
     def __init__(self, root: str | None = None, split: str | None = "testdev_balanced", **kw):
         if kw.get("layout", "lmms_eval") == "lmms_eval" and root:
@@ -291,6 +399,11 @@ class ScienceQA(Benchmark):
     """lmms-lab/ScienceQA, config ScienceQA-IMG (image questions only)."""
 
     name, scorer = "scienceqa", "scienceqa"
+    llava_files = {
+        "questions": "llava_test_CQM-A.json",
+        "annotations": "problems.json",
+        "images": "images/test",
+    }
 
     def expand(self, i: int) -> list[dict]:
         row = self.rows[i]
