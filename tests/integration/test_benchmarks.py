@@ -4,6 +4,8 @@ inputs, and the errors for missing, malformed and corrupt data."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 
 import numpy as np
@@ -203,3 +205,31 @@ def test_missing_malformed_and_corrupt_data(tmp_path):
     ds = B.POPE(str(tmp_path), **files)
     with pytest.raises(MissingPathError, match="image of sample '1' could not be read"):
         ds[0]
+
+
+def test_llava_layout_mmbench_tsv_and_seed_json(tmp_path):
+    buffer = io.BytesIO()
+    picture(0).save(buffer, format="PNG")
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    header = "index\tquestion\thint\tA\tB\tC\tD\tanswer\tcategory\timage\n"
+    (tmp_path / "mmbench_dev_20230712.tsv").write_text(
+        header + f"3\tWhich?\t\tcat\tdog\t\t\tB\tanimals\t{encoded}\n"
+    )
+    ds = B.MMBench(str(tmp_path), layout="llava")
+    assert [ds[i].answer for i in range(len(ds))] == ["B", "A"]  # two rotations
+    assert ds[0].question == f"Which?\nA. cat\nB. dog\n{B.LETTER}"
+    assert np.array_equal(np.asarray(ds[0].image), np.asarray(picture(0)))
+    (tmp_path / "bad.tsv").write_text("a\tb\n1\t2\n")
+    with pytest.raises(MissingPathError, match="not MMBench's TSV"):
+        B.MMBench(str(tmp_path), layout="llava", questions="bad.tsv")
+    # SEED: llava-seed-bench.jsonl + SEED-Bench.json {"questions": [...]}
+    picture(1).save(tmp_path / "s.jpg")
+    jsonl(
+        tmp_path / "llava-seed-bench.jsonl",
+        [{"question_id": "s1", "image": "s.jpg", "text": "How?"}],
+    )
+    (tmp_path / "SEED-Bench.json").write_text(
+        json.dumps({"questions": [{"question_id": "s1", "answer": "C", "data_type": "image"}]})
+    )
+    ds = B.SEEDBench(str(tmp_path), layout="llava")
+    assert (ds[0].id, ds[0].question, ds[0].answer) == ("s1", "How?", "C")

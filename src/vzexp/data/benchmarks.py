@@ -6,8 +6,9 @@
 * `layout=llava`: LLaVA's evaluation layout (its docs/Evaluation.md, playground/data/eval/<name>):
   the question file whose `text` already holds LLaVA-1.5's prompt, the image folder, and the
   answer files its scripts read (POPE's coco/coco_pope_<split>.json, GQA's
-  testdev_balanced_questions.json, TextVQA_0.5.1_val.json, ScienceQA's problems.json; for the
-  others an annotation JSONL of question_id + answer / label / answers). Default file names are
+  testdev_balanced_questions.json, TextVQA_0.5.1_val.json, ScienceQA's problems.json,
+  SEED-Bench.json, MMBench's TSV with its base64 images; for the others, e.g. MME and VQAv2 val,
+  an annotation file of question_id + answer / label / answers). Default file names are
   LLaVA's where known; `data.dataset.questions/annotations/images=` override them.
 
 Each benchmark turns a row into a prompt as LLaVA-1.5 (and lmms-eval's llava tasks) ask it:
@@ -19,6 +20,8 @@ names its official scorer (vzexp.data.scorers). Images are decoded only when a s
 from __future__ import annotations
 
 import ast
+import base64
+import csv
 import io
 import json
 import re
@@ -159,6 +162,8 @@ def image_loader(rows, i: int, column: str = "image"):
         if isinstance(value, dict):
             raw = value.get("bytes")
             value = Image.open(io.BytesIO(raw)) if raw else Image.open(value["path"])
+        elif isinstance(value, str):  # MMBench's TSV: the image as base64 text
+            value = Image.open(io.BytesIO(base64.b64decode(value)))
         return value
 
     return load
@@ -201,13 +206,17 @@ class Benchmark(Dataset):
             self.rows = read_parquet(self.root, split)
             self.items = [item for i in range(len(self.rows)) for item in self.expand(i)]
         else:
-            files = self.llava_files
-            self.images = self.root / (images or files["images"])
-            self.rows = read_questions(self.root / (questions or files["questions"]))
-            golds = self.llava_golds(self.root / (annotations or files["annotations"]))
-            self.items = [self.from_llava(row, gold) for row, gold in zip(self.rows, golds)]
+            self.read_llava(questions, annotations, images)
 
     # ---- what a benchmark defines ---------------------------------------------------------------
+    def read_llava(self, questions: str | None, annotations: str | None, images: str | None):
+        """LLaVA's layout: the question file, one gold record per question, the image folder."""
+        files = self.llava_files
+        self.images = self.root / (images or files["images"])
+        self.rows = read_questions(self.root / (questions or files["questions"]))
+        golds = self.llava_golds(self.root / (annotations or files["annotations"]))
+        self.items = [self.from_llava(row, gold) for row, gold in zip(self.rows, golds)]
+
     def expand(self, i: int) -> list[dict]:
         """Items of parquet row i: dicts with id, question, answer, meta, image (a callable)."""
         raise NotImplementedError
@@ -426,6 +435,12 @@ class SEEDBench(Benchmark):
     """lmms-lab/SEED-Bench, image questions (data_type == "image")."""
 
     name, scorer = "seed", "seed"
+    # LLaVA: llava-seed-bench.jsonl (image questions) + SEED-Bench.json ({"questions": [...]})
+    llava_files = {
+        "questions": "llava-seed-bench.jsonl",
+        "annotations": "SEED-Bench.json",
+        "images": ".",
+    }
 
     def expand(self, i: int) -> list[dict]:
         row = self.rows[i]
@@ -444,10 +459,30 @@ class SEEDBench(Benchmark):
 
 
 class MMBench(Benchmark):
-    """lmms-lab/MMBench (en dev): each question is asked once per rotation of its options
-    (circular evaluation); the rotations share circular_id = the row's index."""
+    """lmms-lab/MMBench (en dev), or with layout=llava the TSV LLaVA evaluates on
+    (mmbench_dev_20230712.tsv: index, question, hint, A-D, answer, category, base64 image): each
+    question is asked once per rotation of its options (circular evaluation); the rotations share
+    circular_id = the row's index."""
 
     name, scorer = "mmbench", "mmbench"
+    llava_files = {"questions": "mmbench_dev_20230712.tsv", "annotations": "", "images": ""}
+
+    def read_llava(self, questions: str | None, annotations: str | None, images: str | None):
+        """The TSV holds questions, answers and images (base64) together."""
+        path = self.root / (questions or self.llava_files["questions"])
+        if not path.is_file():
+            raise MissingPathError(f"data.dataset.questions={str(path)!r}: no such file")
+        csv.field_size_limit(1 << 30)  # base64 images are long cells
+        with path.open(newline="") as f:
+            self.rows = list(csv.DictReader(f, delimiter="\t"))
+        missing = {"index", "question", "A", "B", "answer", "image"} - set(
+            self.rows[0] if self.rows else {}
+        )
+        if missing:
+            raise MissingPathError(
+                f"data.dataset.questions={str(path)!r}: not MMBench's TSV (no {', '.join(sorted(missing))} column)"
+            )
+        self.items = [item for i in range(len(self.rows)) for item in self.expand(i)]
 
     def expand(self, i: int) -> list[dict]:
         row = self.rows[i]
