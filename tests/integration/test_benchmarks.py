@@ -233,3 +233,45 @@ def test_llava_layout_mmbench_tsv_and_seed_json(tmp_path):
     )
     ds = B.SEEDBench(str(tmp_path), layout="llava")
     assert (ds[0].id, ds[0].question, ds[0].answer) == ("s1", "How?", "C")
+
+
+def test_llava_layout_mme_answers_from_its_txt_files(tmp_path):
+    # MME_Benchmark_release_version: count/ keeps image + txt side by side; artwork/ keeps
+    # images/ and questions_answers_YN/ (as LLaVA's convert_answer_to_mme.py reads them)
+    mme = tmp_path / "MME_Benchmark_release_version"
+    (mme / "count").mkdir(parents=True)
+    picture(0).save(mme / "count" / "1.png")
+    (mme / "count" / "1.txt").write_text(
+        "Are there two dogs? Please answer yes or no.\tYes\n"
+        "Are there three dogs? Please answer yes or no.\tNo\n"
+    )
+    (mme / "artwork" / "images").mkdir(parents=True)
+    (mme / "artwork" / "questions_answers_YN").mkdir()
+    picture(1).save(mme / "artwork" / "images" / "9.png")
+    (mme / "artwork" / "questions_answers_YN" / "9.txt").write_text(
+        "Is this by Monet?  Please answer yes or no.\tNo\n"
+    )
+    questions = [
+        {
+            "question_id": "count/1.png",
+            "image": "count/1.png",
+            "text": f"Are there two dogs?\n{B.SHORT}",
+        },
+        {
+            "question_id": "count/1.png",
+            "image": "count/1.png",
+            "text": f"Are there three dogs?\n{B.SHORT}",
+        },
+        {
+            "question_id": "artwork/9.png",
+            "image": "artwork/9.png",
+            "text": f"Is this by Monet?\n{B.SHORT}",
+        },
+    ]
+    jsonl(tmp_path / "llava_mme.jsonl", questions)
+    ds = B.MME(str(tmp_path), layout="llava")
+    assert [ds[i].answer for i in range(3)] == ["Yes", "No", "No"]
+    assert ds[2].meta == {"category": "artwork", "image": "artwork/9.png"}
+    assert np.array_equal(np.asarray(ds[2].image), np.asarray(picture(1)))
+    metrics = scorer_for("mme").metrics(records(ds, ["yes", "no", "yes"]))
+    assert metrics["count/score"] == 200.0 and metrics["artwork/score"] == 0.0

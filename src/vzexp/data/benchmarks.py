@@ -7,7 +7,7 @@
   the question file whose `text` already holds LLaVA-1.5's prompt, the image folder, and the
   answer files its scripts read (POPE's coco/coco_pope_<split>.json, GQA's
   testdev_balanced_questions.json, TextVQA_0.5.1_val.json, ScienceQA's problems.json,
-  SEED-Bench.json, MMBench's TSV with its base64 images; for the others, e.g. MME and VQAv2 val,
+  SEED-Bench.json, MMBench's TSV with its base64 images, MME's per-image txt files; for VQAv2 val,
   an annotation file of question_id + answer / label / answers). Default file names are
   LLaVA's where known; `data.dataset.questions/annotations/images=` override them.
 
@@ -326,6 +326,57 @@ class MME(Benchmark):
     or no." with its short-answer instruction."""
 
     name, scorer = "mme", "mme"
+
+    llava_files = {
+        "questions": "llava_mme.jsonl",
+        "annotations": "MME_Benchmark_release_version",
+        "images": "MME_Benchmark_release_version",
+    }
+
+    def llava_golds(self, path: Path) -> list[dict]:
+        """As LLaVA's convert_answer_to_mme.py: the gold answers are MME's own txt files
+        (<category>/[questions_answers_YN/]<image>.txt, lines "question<TAB>answer"), found by
+        the question id "<category>/<image file>" and the question with LLaVA's instruction put
+        back to MME's "Please answer yes or no."."""
+        if not path.is_dir():
+            return super().llava_golds(path)
+        truth: dict[tuple[str, str, str], str] = {}
+        for folder in sorted(p for p in path.iterdir() if p.is_dir()):
+            qa = folder / "questions_answers_YN" if (folder / "images").is_dir() else folder
+            for txt in sorted(qa.glob("*.txt")):
+                for line in txt.read_text().splitlines():
+                    if "\t" in line:
+                        question, answer = line.rsplit("\t", 1)
+                        truth[(folder.name, txt.name, question.strip())] = answer.strip()
+        golds = []
+        for row in self.rows:
+            category, _, name = str(row["question_id"]).partition("/")
+            txt = Path(name).stem + ".txt"
+            prompt = row["text"].replace(SHORT, "").strip()
+            candidates = [
+                prompt,
+                f"{prompt} Please answer yes or no.",
+                f"{prompt}  Please answer yes or no.",
+            ]
+            answer = next(
+                (truth[(category, txt, c)] for c in candidates if (category, txt, c) in truth), None
+            )
+            if answer is None:
+                raise MissingPathError(
+                    f"data.dataset.annotations={str(path)!r}: no MME answer for "
+                    f"{row['question_id']!r} ({prompt!r})"
+                )
+            golds.append({"answer": answer, "category": category, "image": row["question_id"]})
+        return golds
+
+    def from_llava(self, row: dict, gold: dict) -> dict:
+        item = super().from_llava(row, gold)
+        item["meta"] = {"category": gold["category"], "image": gold["image"]}
+        path = self.images / row["image"]
+        if not path.is_file():  # categories keeping their pictures in an images/ folder
+            path = path.parent / "images" / path.name
+        item["image"] = lambda path=path: Image.open(path)
+        return item
 
     def expand(self, i: int) -> list[dict]:
         row = self.rows[i]
