@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -240,8 +239,8 @@ def predictor(settings: VzexpConfig, tracker):
             return {}
         records = store.merge(ids)
         metrics = summarize(records, settings.model.device, scorer)
-        if copy_to is not None:  # the run's own copy, beside its config
-            shutil.copyfile(predictions, copy_to)
+        if copy_to is not None:  # this run's samples, beside its config
+            PredictionStore.write(copy_to, records)
         tracker.log_artifact(copy_to or predictions)
         print(results_table(metrics, settings), flush=True)
         return metrics

@@ -38,3 +38,12 @@ def test_config_key_is_stable_and_order_free():
     assert config_key({"a": 1, "b": [1, 2]}) == config_key({"b": [1, 2], "a": 1})
     assert config_key({"a": 1}) != config_key({"a": 2})
     assert len(config_key({"a": 1})) == 10  # short enough for a file name
+
+
+def test_a_smaller_limit_later_keeps_what_was_done(tmp_path):
+    store = PredictionStore(tmp_path / "p.jsonl")
+    store.append(0, [{"id": k} for k in "abcd"])
+    assert [r["id"] for r in store.merge(list("abcd"))] == list("abcd")
+    # the same config with data.limit=2: its records are the first two, the file keeps all four
+    assert [r["id"] for r in store.merge(["a", "b"])] == ["a", "b"]
+    assert [r["id"] for r in read_records(store.path)] == list("abcd")

@@ -100,6 +100,7 @@ class LLMPruner(Compressor):
 
     kind = "llm"
     positions: str = "original"
+    layer_key: str = "compressor.layers"  # the config key of the LLM layers, for errors
 
     def __init__(self, budget: int | None = None, layer: int = -2):
         super().__init__(layer)
@@ -127,8 +128,6 @@ class LLMPruner(Compressor):
         """`count` extra tokens (B, count, d) made from the dropped visual tokens:
         hidden (B, V, d) and relevance (B, V) of the dropped ones."""
         raise NotImplementedError
-
-    layer_key: str = "compressor.layers"  # the config key of the LLM layers, for errors
 
     # ---- Compressor interface -----------------------------------------------------------------
     def schedule_given(self) -> bool:

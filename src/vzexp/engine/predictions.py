@@ -61,20 +61,28 @@ class PredictionStore:
             f.flush()
 
     def merge(self, order: list[str]) -> list[dict]:
-        """Rank 0, after all ranks finished: one record per id, in `order`, into the file."""
+        """Rank 0, after all ranks finished: the records of `order`, in that order. The file
+        keeps every sample ever predicted for this config (`order` first), so a later run with
+        a smaller data.limit loses nothing."""
         done = self.done()
         missing = [i for i in order if i not in done]
         if missing:
             raise RuntimeError(f"{len(missing)} samples have no prediction, e.g. {missing[:3]}")
         records = [done[i] for i in order]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w") as f:
-            for record in records:
-                f.write(json.dumps(record) + "\n")
-        tmp.replace(self.path)
+        wanted = set(order)
+        self.write(self.path, records + [r for i, r in done.items() if i not in wanted])
         for part in self.parts():
             part.unlink()
         return records
+
+    @staticmethod
+    def write(path: Path, records: list[dict]) -> None:
+        """Write records as JSON lines, atomically (a temporary file renamed into place)."""
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w") as f:
+            for record in records:
+                f.write(json.dumps(record) + "\n")
+        tmp.replace(path)
 
 
 class PredictionWriter(BasePredictionWriter):
