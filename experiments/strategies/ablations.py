@@ -33,12 +33,16 @@ def run(experiment: str, uri: str, cwd: Path) -> float:
 def rows(uri: str, experiment: str, keys: tuple[str, ...]) -> list[dict]:
     from mlflow.tracking import MlflowClient
 
+    from vzexp.tracking import is_sweep_parent
+
     client = MlflowClient(uri)
     found = client.search_runs(
         [client.get_experiment_by_name(experiment).experiment_id], max_results=1000
     )
     out = []
     for r in found:
+        if is_sweep_parent(r):
+            continue
         p, m = r.data.params, r.data.metrics
         row = {k: p[f"compressor.{k}"] for k in keys}
         row["contextual"] = p.get("compressor.contextual")

@@ -50,11 +50,15 @@ def sweep(args: list[str], uri: str, cwd: Path) -> float:
 def read_runs(uri: str) -> list[dict]:
     from mlflow.tracking import MlflowClient
 
+    from vzexp.tracking import is_sweep_parent
+
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("strategies")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     out = []
     for run in runs:
+        if is_sweep_parent(run):
+            continue
         p, m = run.data.params, run.data.metrics
         out.append(
             {

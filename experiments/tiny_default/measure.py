@@ -39,6 +39,8 @@ def run_sweeps(store: Path) -> list[dict]:
     mlflow.set_tracking_uri(env_uri)
     rows = []
     for run in mlflow.search_runs(experiment_names=["vzexp"], output_format="list"):
+        if run.data.tags.get("vzexp.sweep") == "parent":  # a sweep's parent run holds no job
+            continue
         p, m = run.data.params, run.data.metrics
         rows.append(
             {

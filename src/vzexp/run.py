@@ -103,6 +103,11 @@ def hydra_tags() -> dict[str, str]:
         f"choice.{k}": str(v) for k, v in hc.runtime.choices.items() if not k.startswith("hydra")
     }
     tags["vzexp.overrides"] = " ".join(hc.overrides.task)[:5000]
+    if hc.mode.name == "MULTIRUN":
+        from vzexp.sweep import parent_run_id
+
+        if parent := parent_run_id(hc.sweep.dir):
+            tags["mlflow.parentRunId"] = parent
     return tags
 
 

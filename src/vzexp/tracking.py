@@ -23,6 +23,11 @@ def tracking_uri(configured: str | None = None) -> str:
     )
 
 
+def is_sweep_parent(run) -> bool:
+    """The parent run of a multirun sweep (vzexp.sweep): it holds no job's params or metrics."""
+    return run.data.tags.get("vzexp.sweep") == "parent"
+
+
 def flatten(node: Any, prefix: str = "") -> dict[str, str]:
     out: dict[str, str] = {}
     if isinstance(node, dict):

@@ -12,13 +12,16 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 from vzexp_testing import run_cli
 
+from vzexp.tracking import is_sweep_parent
+
 NAMES = ["pope", "mme", "vqav2", "textvqa", "gqa", "scienceqa", "seed", "mmbench", "mmmu"]
 SMALL = ["model=tiny_random", "data.batch_size=2", "task.max_new_tokens=2"]
 
 
 def runs(env, name="vzexp"):
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
-    return client, client.search_runs([client.get_experiment_by_name(name).experiment_id])
+    found = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+    return client, [r for r in found if not is_sweep_parent(r)]
 
 
 def test_every_benchmark_reads_scores_and_logs(tmp_path, cli_env):

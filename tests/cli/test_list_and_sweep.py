@@ -9,6 +9,8 @@ import sys
 from mlflow.tracking import MlflowClient
 from vzexp_testing import REPO, run_cli
 
+from vzexp.tracking import is_sweep_parent
+
 
 def test_list_prints_every_group_with_descriptions(cli_env, tmp_path):
     proc = subprocess.run(
@@ -43,7 +45,7 @@ def test_token_sweep_makes_one_run_per_job(tmp_path, cli_env):
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = MlflowClient(cli_env["MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name("vzexp")
-    found = client.search_runs([experiment.experiment_id])
+    found = [r for r in client.search_runs([experiment.experiment_id]) if not is_sweep_parent(r)]
     assert sorted(r.data.metrics["visual_tokens"] for r in found) == [8, 16]
     assert all(r.info.status == "FINISHED" for r in found)
 
@@ -61,6 +63,7 @@ def test_every_strategy_runs_in_one_sweep_on_the_default_model(tmp_path, cli_env
     client = MlflowClient(cli_env["MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name("vzexp")
     found = client.search_runs([experiment.experiment_id], max_results=100)
+    found = [r for r in found if not is_sweep_parent(r)]
     assert sorted(r.data.params["compressor.name"] for r in found) == sorted(names)
     assert all(r.info.status == "FINISHED" for r in found)
     for r in found:
@@ -124,6 +127,7 @@ def test_ablation_experiments_are_sweeps(tmp_path, cli_env):
     client = MlflowClient(cli_env["MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name("ablation_merge")
     found = client.search_runs([experiment.experiment_id], max_results=100)
+    found = [r for r in found if not is_sweep_parent(r)]
     settings = {
         tuple(r.data.params[f"compressor.{k}"] for k in ("merge_space", "target_pick", "merge"))
         for r in found

@@ -1,0 +1,207 @@
+"""`python -m vzexp.report`: MLflow runs -> the paper-style table and an accuracy-vs-tokens plot.
+
+    python -m vzexp.report --experiment vzexp [--parent RUN_ID] [--uri URI] [--out DIR]
+
+Reads the job runs of an experiment (optionally only the children of one sweep's parent run),
+and writes into DIR (default: report/):
+  * report.md: per benchmark and model, strategy x budget, accuracy and its % of the full-token
+    score (the `compressor=none` run of the same benchmark and model), as the paper's tables;
+  * report.csv: the same, one row per run, with the efficiency figures;
+  * accuracy_vs_tokens.png: accuracy against the visual tokens the LLM sees on average.
+With --parent (or the newest sweep parent when --parent=latest) the three files are also logged
+as artifacts of that parent run."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from vzexp.tracking import is_sweep_parent, tracking_uri
+
+FIELDS = [
+    "benchmark",
+    "model",
+    "strategy",
+    "tokens",
+    "seed",
+    "accuracy",
+    "percent_of_full",
+    "visual_tokens",
+    "visual_tokens_llm",
+    "prefill_ms_per_sample",
+    "selection_overhead",
+    "run_id",
+]
+
+
+def job_rows(client, experiment_name: str, parent: str | None) -> list[dict]:
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        raise SystemExit(f"vzexp.report: error: no MLflow experiment named {experiment_name!r}")
+    rows = []
+    for run in client.search_runs([experiment.experiment_id], max_results=5000):
+        if is_sweep_parent(run) or run.info.status != "FINISHED":
+            continue
+        if parent and run.data.tags.get("mlflow.parentRunId") != parent:
+            continue
+        p, m = run.data.params, run.data.metrics
+        if "accuracy" not in m:
+            continue
+        rows.append(
+            {
+                "benchmark": p.get("data.name", "?"),
+                "model": p.get("model.name", "?"),
+                "strategy": p.get("compressor.name", "?"),
+                "tokens": int(m.get("visual_tokens", 0)),
+                "seed": p.get("compressor.seed", ""),
+                "accuracy": m["accuracy"],
+                "visual_tokens": m.get("visual_tokens"),
+                "visual_tokens_llm": m.get("visual_tokens_llm", m.get("visual_tokens")),
+                "prefill_ms_per_sample": m.get("prefill_ms_per_sample"),
+                "selection_overhead": m.get("selection_overhead"),
+                "run_id": run.info.run_id,
+                "budget": int(p.get("tokens", 0)),
+            }
+        )
+    return rows
+
+
+def with_percentages(rows: list[dict]) -> list[dict]:
+    """% of the full-token accuracy of the same benchmark and model (mean over its runs)."""
+    full = defaultdict(list)
+    for r in rows:
+        if r["strategy"] == "none":
+            full[(r["benchmark"], r["model"])].append(r["accuracy"])
+    for r in rows:
+        reference = full.get((r["benchmark"], r["model"]))
+        mean = sum(reference) / len(reference) if reference else None
+        r["percent_of_full"] = 100 * r["accuracy"] / mean if mean else None
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    out = []
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["benchmark"], r["model"])].append(r)
+    for (benchmark, model), group in sorted(groups.items()):
+        budgets = sorted({r["budget"] for r in group if r["strategy"] != "none"})
+        out += [f"### {benchmark} / {model}", ""]
+        out.append("| strategy | " + " | ".join(f"{b} tokens" for b in budgets) + " |")
+        out.append("|---|" + "---|" * len(budgets))
+        full = [r for r in group if r["strategy"] == "none"]
+        if full:
+            acc = sum(r["accuracy"] for r in full) / len(full)
+            out.append(
+                f"| all {full[0]['tokens']} tokens | {acc:.3f} (100%) |" + " |" * (len(budgets) - 1)
+            )
+        for strategy in sorted({r["strategy"] for r in group} - {"none"}):
+            cells = []
+            for b in budgets:
+                runs = [r for r in group if r["strategy"] == strategy and r["budget"] == b]
+                if not runs:
+                    cells.append("")
+                    continue
+                acc = sum(r["accuracy"] for r in runs) / len(runs)
+                cell = f"{acc:.3f}"
+                pct = [r["percent_of_full"] for r in runs if r["percent_of_full"] is not None]
+                if pct:
+                    cell += f" ({sum(pct) / len(pct):.1f}%)"
+                if len(runs) > 1:
+                    cell += f" [{len(runs)} runs]"
+                cells.append(cell)
+            out.append(f"| {strategy} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["benchmark"], r["model"])].append(r)
+    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.5), squeeze=False)
+    for ax, ((benchmark, model), group) in zip(axes[0], sorted(groups.items())):
+        for strategy in sorted({r["strategy"] for r in group} - {"none"}):
+            by_budget = defaultdict(list)
+            for r in group:
+                if r["strategy"] == strategy:
+                    by_budget[r["budget"]].append(r)
+            points = sorted(
+                (
+                    sum(x["visual_tokens_llm"] for x in rs) / len(rs),
+                    sum(x["accuracy"] for x in rs) / len(rs),
+                )
+                for rs in by_budget.values()
+            )
+            ax.plot(*zip(*points), marker="o", label=strategy)
+        full = [r["accuracy"] for r in group if r["strategy"] == "none"]
+        if full:
+            ax.axhline(sum(full) / len(full), color="black", linestyle="--", label="all tokens")
+        ax.set(title=f"{benchmark} / {model}", xlabel="visual tokens seen by the LLM (mean)")
+        ax.set_ylabel("accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m vzexp.report", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--experiment", default="vzexp", help="MLflow experiment name")
+    parser.add_argument("--parent", default=None, help="a sweep's parent run id, or 'latest'")
+    parser.add_argument("--uri", default=None, help="tracking URI (default: as vzexp runs)")
+    parser.add_argument("--out", default="report", help="output directory")
+    args = parser.parse_args(argv)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri(args.uri))
+    parent = args.parent
+    if parent == "latest":
+        experiment = client.get_experiment_by_name(args.experiment)
+        parents = [
+            r
+            for r in client.search_runs(
+                [experiment.experiment_id] if experiment else [],
+                order_by=["attributes.start_time DESC"],
+            )
+            if is_sweep_parent(r)
+        ]
+        if not parents:
+            print(
+                "vzexp.report: error: --parent=latest: no sweep in this experiment", file=sys.stderr
+            )
+            return 2
+        parent = parents[0].info.run_id
+    rows = with_percentages(job_rows(client, args.experiment, parent))
+    if not rows:
+        print("vzexp.report: error: no finished runs with an accuracy to report", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(markdown(rows))
+    with (out / "report.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    plot(rows, out / "accuracy_vs_tokens.png")
+    if parent:
+        for name in ("report.md", "report.csv", "accuracy_vs_tokens.png"):
+            client.log_artifact(parent, str(out / name), artifact_path="report")
+    print(markdown(rows))
+    print(f"wrote {out / 'report.md'}, report.csv, accuracy_vs_tokens.png ({len(rows)} runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""A multirun sweep as ONE parent MLflow run with a child run per job (Hydra callback).
+
+`on_multirun_start` (in the launching process) creates the parent through the MLflow client, so
+it never becomes the active run of jobs that run in the same process, and writes its id into the
+sweep directory; each job's run (vzexp.run) finds that file and tags itself with
+`mlflow.parentRunId`, which is what the MLflow UI nests by. The parent holds the sweep's overrides.
+Hydra skips `on_multirun_end` when a job failed, so an exit hook ends the parent FAILED then."""
+
+from __future__ import annotations
+
+import atexit
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+PARENT_FILE = ".mlflow_parent_run"
+
+
+def parent_run_id(sweep_dir: str | Path) -> str | None:
+    path = Path(sweep_dir) / PARENT_FILE
+    return path.read_text().strip() if path.is_file() else None
+
+
+class MlflowSweepParent(Callback):
+    def __init__(self) -> None:
+        self.client = self.run_id = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        logger = config.get("logger", {})
+        if logger.get("name") != "mlflow":
+            return
+        from mlflow.tracking import MlflowClient
+
+        from vzexp.tracking import tracking_uri
+
+        uri = tracking_uri(logger.get("tracking_uri"))
+        self.client = MlflowClient(uri)
+        name = logger.get("experiment_name") or "vzexp"
+        experiment = self.client.get_experiment_by_name(name)
+        experiment_id = (
+            experiment.experiment_id if experiment else self.client.create_experiment(name)
+        )
+        overrides = list(OmegaConf.select(config, "hydra.overrides.task") or [])
+        sweeper = OmegaConf.select(config, "hydra.sweeper.params") or {}
+        sweep = [f"{k}={v}" for k, v in sweeper.items()] + overrides
+        choices = OmegaConf.select(config, "hydra.runtime.choices") or {}
+        title = logger.get("run_name") or choices.get("experiment") or "sweep"
+        run = self.client.create_run(
+            experiment_id,
+            run_name=title,
+            tags={"vzexp.sweep": "parent", "vzexp.sweep.overrides": " ".join(sweep)[:5000]},
+        )
+        self.run_id = run.info.run_id
+        sweep_dir = Path(OmegaConf.select(config, "hydra.sweep.dir"))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / PARENT_FILE).write_text(self.run_id)
+        atexit.register(self._end, "FAILED")  # unless on_multirun_end ends it first
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._end("FINISHED")
+
+    def _end(self, status: str) -> None:
+        if self.client is None or self.run_id is None:
+            return
+        if self.client.get_run(self.run_id).info.status == "RUNNING":
+            self.client.set_terminated(self.run_id, status=status)
+        self.run_id = None
