@@ -122,10 +122,13 @@ class TaskConfig:
     # resumes there. resume=false starts that file again.
     predictions_dir: str = "predictions"
     resume: bool = True
+    overlays: int = 4  # kept-token overlays of the first samples, logged under overlays/
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
             raise ConfigError("task.max_new_tokens", self.max_new_tokens, "an integer >= 1")
+        if self.overlays < 0:
+            raise ConfigError("task.overlays", self.overlays, "an integer >= 0 (0: none)")
 
 
 @dataclass
@@ -206,6 +209,7 @@ TASKS = {"eval": TaskConfig, "build_tiny": BuildTinyTaskConfig, "score": ScoreTa
 class TrainerConfig:
     accelerator: str = "cpu"
     devices: int = 1
+    num_nodes: int = 1  # multi-node DDP (SLURM: hydra/launcher=slurm)
     strategy: str = "auto"
     precision: str = "32-true"
 

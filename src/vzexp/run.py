@@ -222,6 +222,7 @@ def predictor(settings: VzexpConfig, tracker):
         trainer = L.Trainer(
             accelerator=settings.trainer.accelerator,
             devices=settings.trainer.devices,
+            num_nodes=settings.trainer.num_nodes,
             strategy=settings.trainer.strategy,
             precision=settings.trainer.precision,
             logger=False,
@@ -238,7 +239,15 @@ def predictor(settings: VzexpConfig, tracker):
                 None,
                 settings.data.num_workers,
             )
-            evaluator = Evaluator(model, processor, settings.task.max_new_tokens, scorer.sample)
+            overlays = getattr(settings.task, "overlays", 0)
+            evaluator = Evaluator(
+                model,
+                processor,
+                settings.task.max_new_tokens,
+                scorer.sample,
+                overlays=overlays,
+                overlay_dir=output_dir() / "overlays" if overlays else None,
+            )
             trainer.predict(evaluator, datamodule=datamodule, return_predictions=False)
         if trainer.global_rank != 0:
             return {}
@@ -247,6 +256,8 @@ def predictor(settings: VzexpConfig, tracker):
         if copy_to is not None:  # this run's samples, beside its config
             PredictionStore.write(copy_to, records)
         tracker.log_artifact(copy_to or predictions)
+        for picture in sorted((output_dir() / "overlays").glob("*.png")):
+            tracker.log_artifact(picture, artifact_path="overlays")
         print(results_table(metrics, settings), flush=True)
         return metrics
 

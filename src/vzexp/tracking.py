@@ -58,7 +58,7 @@ class NullRun:
     info = None
 
     def log_metrics(self, metrics: dict[str, float]) -> None: ...
-    def log_artifact(self, path: str | Path) -> None: ...
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
     def set_tags(self, tags: dict[str, str]) -> None: ...
 
 
@@ -71,8 +71,8 @@ class MlflowRun:
     def log_metrics(self, metrics: dict[str, float]) -> None:
         self._mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
 
-    def log_artifact(self, path: str | Path) -> None:
-        self._mlflow.log_artifact(str(path))
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
     def set_tags(self, tags: dict[str, str]) -> None:
         self._mlflow.set_tags(tags)

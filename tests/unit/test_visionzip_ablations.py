@@ -129,3 +129,12 @@ def test_schema_rejects_unknown_ablation_values(key, value, allowed):
     with pytest.raises(ConfigError) as err:
         check_compressor(node)
     assert f"compressor.{key}='{value}'" in str(err.value) and allowed in str(err.value)
+
+
+def test_groups_map_every_position_to_kept_or_its_contextual_token():
+    # The basic case: kept 0, 4, 6; targets 1 (j=0) and 3 (j=1); 2 -> 1, 5 -> 0, 7 -> 0.
+    _, out = run(dominant=3, contextual=2)
+    assert out.groups.tolist() == [[-1, 0, 1, 1, -1, 0, -1, 0]]
+    # CLS dropped: neither kept nor merged (-2); rest [1, 3, 5, 7]: targets 1 and 5, 3 -> 5, 7 -> 5
+    _, out = run(dominant=3, contextual=2, keep_cls=False)
+    assert out.groups.tolist() == [[-2, 0, -1, 1, -1, 1, -1, 1]]

@@ -16,11 +16,14 @@ class CompressionResult:
     """tokens: (B, K, d) features before the projector, in the order the LLM receives them.
     index: (B, n_dominant) kept sequence indices in selection order (VisionZip: CLS first, then
     the top-k patches in topk order), or None when a strategy keeps every token.
-    assignment: (B, M - C) for merging strategies, the contextual target each merged token went to."""
+    assignment: (B, M - C) for merging strategies, the contextual target each merged token went to.
+    groups: (B, T) per sequence position, -1 kept, j merged into contextual token j, -2 dropped
+    (VisionZip; used for the kept-token overlays)."""
 
     tokens: Tensor
     index: Tensor | None = None
     assignment: Tensor | None = None
+    groups: Tensor | None = None
 
     @property
     def num_tokens(self) -> int:

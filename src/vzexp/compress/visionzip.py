@@ -87,7 +87,8 @@ def merge_contextual(
 ) -> tuple[Tensor, Tensor]:
     """Merge M remaining tokens into `contextual` tokens. hidden (B, M, d); features (B, M, f),
     the space similarity is measured in (keys by default). Returns (contextual tokens (B, C, d),
-    assignment of the non-target tokens (B, M - C), in ascending position order)."""
+    assignment of the non-target tokens (B, M - C), in ascending position order, and the targets'
+    positions (B, C))."""
     b, m, d = hidden.shape
     features = unit(features)
     targets = pick_targets(features, contextual, target_pick, generator)  # (B, C)
@@ -104,9 +105,24 @@ def merge_contextual(
     summed = torch.bmm(one_hot.transpose(1, 2), gather_rows(hidden, others, m - contextual))
     target_hidden = hidden[rows, targets]
     if merge == "mean":  # a proper average of the target and its assigned tokens (ablation)
-        return (target_hidden + summed) / (counts + 1), assignment
+        return (target_hidden + summed) / (counts + 1), assignment, targets
     # The reference ADDS the target's own state to the mean of its assigned tokens.
-    return target_hidden + summed / counts.clamp(min=1), assignment
+    return target_hidden + summed / counts.clamp(min=1), assignment, targets
+
+
+def contextual_groups(keep: Tensor, rest: Tensor, targets: Tensor, assignment: Tensor) -> Tensor:
+    """(B, T) per sequence position: -1 kept (dominant), j >= 0 merged into contextual token j,
+    -2 neither (CLS when it is dropped). For overlays and inspection."""
+    b, t = keep.shape
+    groups = torch.full((b, t), -2, dtype=torch.long, device=keep.device)
+    groups[keep] = -1
+    rest_pos = rest.nonzero()[:, 1].view(b, -1)  # (B, M) ascending
+    is_target = torch.zeros_like(rest_pos, dtype=torch.bool).scatter_(1, targets, True)
+    rows = torch.arange(b, device=keep.device).unsqueeze(1)
+    contextual = torch.arange(targets.shape[1], device=keep.device).expand(b, -1)
+    groups[rows, rest_pos.gather(1, targets)] = contextual
+    groups[rows, rest_pos[~is_target].view(b, -1)] = assignment
+    return groups
 
 
 class VisionZip(Compressor):
@@ -151,7 +167,7 @@ class VisionZip(Compressor):
             rest[:, 0] = False
         count = int(rest[0].sum())
         space = capture.keys if self.merge_space == "keys" else capture.hidden
-        ctx, assignment = merge_contextual(
+        ctx, assignment, targets = merge_contextual(
             gather_rows(capture.hidden, rest, count),
             gather_rows(space, rest, count),
             contextual,
@@ -160,7 +176,10 @@ class VisionZip(Compressor):
             self._generator,
         )
         return CompressionResult(
-            tokens=torch.cat([kept, ctx], dim=1), index=index, assignment=assignment
+            tokens=torch.cat([kept, ctx], dim=1),
+            index=index,
+            assignment=assignment,
+            groups=contextual_groups(keep, rest, targets, assignment),
         )
 
     def describe(self) -> dict:

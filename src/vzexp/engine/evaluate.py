@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -97,10 +99,45 @@ class PhaseTimer(BaseStreamer):
 class Evaluator(L.LightningModule):
     """Wraps a LLaVA model patched with a compressor (vzexp.models.llava.install)."""
 
-    def __init__(self, model, processor, max_new_tokens: int = 4, sample_score=None):
+    def __init__(
+        self,
+        model,
+        processor,
+        max_new_tokens: int = 4,
+        sample_score=None,
+        overlays: int = 0,
+        overlay_dir: Path | None = None,
+    ):
         super().__init__()
         self.model, self.processor, self.max_new_tokens = model, processor, max_new_tokens
         self.sample_score = sample_score or (lambda r: exact_match(r["prediction"], r["answer"]))
+        self.overlays, self.overlay_dir = overlays, overlay_dir
+
+    def save_overlays(self, batch: dict[str, Any]) -> None:
+        """Kept-token overlays of the first samples (the strategy's kept indices and, for
+        VisionZip, its contextual groups), as PNGs in overlay_dir."""
+        from PIL import Image
+
+        from vzexp.encoders.capture import tower_info
+        from vzexp.overlays import overlay
+
+        result = self.model.vzexp_stats.last
+        if result is None or result.index is None or self.overlay_dir is None:
+            return
+        info = tower_info(self.model.model.vision_tower)
+        processor = self.processor.image_processor
+        mean = torch.tensor(processor.image_mean).view(3, 1, 1)
+        std = torch.tensor(processor.image_std).view(3, 1, 1)
+        self.overlay_dir.mkdir(parents=True, exist_ok=True)
+        pixels = batch["inputs"]["pixel_values"].float().cpu()
+        for i in range(min(self.overlays, pixels.shape[0])):
+            rgb = ((pixels[i] * std + mean).clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
+            groups = None if result.groups is None else result.groups[i].tolist()
+            picture = overlay(
+                Image.fromarray(rgb), info.has_cls, info.seq_len, result.index[i].tolist(), groups
+            )
+            name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(batch["ids"][i]))  # ids may hold "/"
+            picture.save(self.overlay_dir / f"{name}.png")
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         stats = self.model.vzexp_stats
@@ -117,6 +154,8 @@ class Evaluator(L.LightningModule):
             pad_token_id=self.processor.tokenizer.pad_token_id,
         )
         total = time.perf_counter() - start
+        if batch_idx == 0 and self.overlays and self.global_rank == 0:
+            self.save_overlays(batch)
         texts = self.processor.tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
         n = len(texts)
         records = []
