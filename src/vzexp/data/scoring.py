@@ -43,14 +43,11 @@ def _mean_accuracy(records: list[dict]) -> dict[str, float]:
 
 
 def scorer_for(name: str) -> Scorer:
+    """The built-in sets' exact match, or a benchmark's official scorer (vzexp.data.scorers)."""
+    from vzexp.data.scorers import SAMPLE_SCORES, SCORERS
+
     scorers = {"exact_match": Scorer("exact_match", _exact_sample, _mean_accuracy)}
-    try:
-        from vzexp.data.scorers import SAMPLE_SCORES, SCORERS
-    except ImportError:  # the benchmark scorers package is optional for the built-in sets
-        SAMPLE_SCORES, SCORERS = {}, {}
-    for key, metrics in SCORERS.items():
-        if key in SAMPLE_SCORES and key not in scorers:
-            scorers[key] = Scorer(key, SAMPLE_SCORES[key], metrics)
+    scorers |= {key: Scorer(key, SAMPLE_SCORES[key], SCORERS[key]) for key in SCORERS}
     if name not in scorers:
         raise ConfigError("data.scorer", name, f"one of {', '.join(sorted(scorers))}")
     return scorers[name]
