@@ -26,7 +26,7 @@ def _multirun() -> bool:
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
-def _entry(cfg: DictConfig) -> float | None:
+def _entry(cfg: DictConfig) -> dict[str, float]:
     from vzexp.run import run
 
     verbose = bool(cfg.get("verbose")) or os.environ.get("HYDRA_FULL_ERROR") == "1"
@@ -39,7 +39,7 @@ def _entry(cfg: DictConfig) -> float | None:
             raise
         print(f"vzexp: error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
-    return metrics.get("accuracy")
+    return metrics  # a sweeper (hydra/sweeper=optuna) reads its objectives from these
 
 
 def main() -> None:

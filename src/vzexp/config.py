@@ -218,7 +218,7 @@ class TrainerConfig:
 class LoggerConfig:
     name: str = "mlflow"
     tracking_uri: str | None = None
-    experiment_name: str = "vzexp"
+    experiment_name: str | None = None  # None: the +experiment name, else "vzexp"
     run_name: str | None = None
 
     def __post_init__(self):

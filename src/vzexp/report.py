@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -25,6 +26,7 @@ FIELDS = [
     "benchmark",
     "model",
     "strategy",
+    "variant",
     "tokens",
     "seed",
     "accuracy",
@@ -64,14 +66,34 @@ def job_rows(client, experiment_name: str, parent: str | None) -> list[dict]:
                 "selection_overhead": m.get("selection_overhead"),
                 "run_id": run.info.run_id,
                 "budget": int(p.get("tokens", 0)),
+                "overrides": run.data.tags.get("vzexp.overrides", "").split(),
             }
         )
+    return with_variants(rows)
+
+
+# Overrides that a row's label leaves out: the table's own axes, and seeds (averaged over).
+AXES = ("tokens=", "compressor=", "seed=", "compressor.seed=", "data=", "model=")
+
+
+def with_variants(rows: list[dict]) -> list[dict]:
+    """Label each run by its strategy plus the overrides that differ between the runs reported
+    (e.g. `visionzip merge=mean target_pick=random` in an ablation sweep), so that sweeps over
+    strategy parameters get one table row per setting instead of one averaged cell."""
+    common = set.intersection(*(set(r["overrides"]) for r in rows)) if rows else set()
+    for r in rows:
+        own = sorted(o for o in r["overrides"] if o not in common and not o.startswith(AXES))
+        r["variant"] = " ".join([r["strategy"], *(o.removeprefix("compressor.") for o in own)])
     return rows
 
 
-def with_percentages(rows: list[dict]) -> list[dict]:
-    """% of the full-token accuracy of the same benchmark and model (mean over its runs)."""
+def with_percentages(rows: list[dict], reference: list[dict] = ()) -> list[dict]:
+    """% of the full-token accuracy of the same benchmark and model (mean over its runs), from the
+    `compressor=none` runs among `rows`, else among `reference` (another experiment's runs)."""
     full = defaultdict(list)
+    own = {(r["benchmark"], r["model"]) for r in rows if r["strategy"] == "none"}
+    borrowed = [r for r in reference if (r["benchmark"], r["model"]) not in own]
+    rows = rows + [r for r in borrowed if r["strategy"] == "none"]
     for r in rows:
         if r["strategy"] == "none":
             full[(r["benchmark"], r["model"])].append(r["accuracy"])
@@ -82,6 +104,26 @@ def with_percentages(rows: list[dict]) -> list[dict]:
     return rows
 
 
+def natural(text: str) -> list:
+    """Sort key that puts dominant=4 before dominant=12."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def cell(runs: list[dict]) -> str:
+    acc = sum(r["accuracy"] for r in runs) / len(runs)
+    text = f"{acc:.3f}"
+    pct = [r["percent_of_full"] for r in runs if r["percent_of_full"] is not None]
+    if pct:
+        text += f" ({sum(pct) / len(pct):.1f}%)"
+    if len(runs) > 1:
+        text += f" [{len(runs)} runs]"
+    return text
+
+
+# Beyond this many budgets (e.g. an Optuna search) the table is long: one line per budget.
+WIDE_LIMIT = 8
+
+
 def markdown(rows: list[dict]) -> str:
     out = []
     groups = defaultdict(list)
@@ -89,31 +131,35 @@ def markdown(rows: list[dict]) -> str:
         groups[(r["benchmark"], r["model"])].append(r)
     for (benchmark, model), group in sorted(groups.items()):
         budgets = sorted({r["budget"] for r in group if r["strategy"] != "none"})
-        out += [f"### {benchmark} / {model}", ""]
-        out.append("| strategy | " + " | ".join(f"{b} tokens" for b in budgets) + " |")
-        out.append("|---|" + "---|" * len(budgets))
+        variants = sorted({r["variant"] for r in group if r["strategy"] != "none"}, key=natural)
         full = [r for r in group if r["strategy"] == "none"]
+        out += [f"### {benchmark} / {model}", ""]
+        wide = len(budgets) <= WIDE_LIMIT
+        if wide:
+            out.append("| strategy | " + " | ".join(f"{b} tokens" for b in budgets) + " |")
+            out.append("|---|" + "---|" * len(budgets))
+        else:
+            out += ["| strategy | tokens | accuracy |", "|---|---|---|"]
         if full:
-            acc = sum(r["accuracy"] for r in full) / len(full)
-            out.append(
-                f"| all {full[0]['tokens']} tokens | {acc:.3f} (100%) |" + " |" * (len(budgets) - 1)
-            )
-        for strategy in sorted({r["strategy"] for r in group} - {"none"}):
-            cells = []
-            for b in budgets:
-                runs = [r for r in group if r["strategy"] == strategy and r["budget"] == b]
-                if not runs:
-                    cells.append("")
-                    continue
-                acc = sum(r["accuracy"] for r in runs) / len(runs)
-                cell = f"{acc:.3f}"
-                pct = [r["percent_of_full"] for r in runs if r["percent_of_full"] is not None]
-                if pct:
-                    cell += f" ({sum(pct) / len(pct):.1f}%)"
-                if len(runs) > 1:
-                    cell += f" [{len(runs)} runs]"
-                cells.append(cell)
-            out.append(f"| {strategy} | " + " | ".join(cells) + " |")
+            everything = f"{sum(r['accuracy'] for r in full) / len(full):.3f} (100%)"
+            if wide:
+                out.append(
+                    f"| all {full[0]['tokens']} tokens | {everything} |" + " |" * (len(budgets) - 1)
+                )
+            else:
+                out.append(f"| all tokens | {full[0]['tokens']} | {everything} |")
+        for variant in variants:
+            by_budget = {
+                b: [r for r in group if r["variant"] == variant and r["budget"] == b]
+                for b in budgets
+            }
+            if wide:
+                cells = [cell(runs) if runs else "" for runs in by_budget.values()]
+                out.append(f"| {variant} | " + " | ".join(cells) + " |")
+            else:
+                out += [
+                    f"| {variant} | {b} | {cell(runs)} |" for b, runs in by_budget.items() if runs
+                ]
         out.append("")
     return "\n".join(out)
 
@@ -129,10 +175,12 @@ def plot(rows: list[dict], path: Path) -> None:
         groups[(r["benchmark"], r["model"])].append(r)
     fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.5), squeeze=False)
     for ax, ((benchmark, model), group) in zip(axes[0], sorted(groups.items())):
-        for strategy in sorted({r["strategy"] for r in group} - {"none"}):
+        for variant in sorted(
+            {r["variant"] for r in group if r["strategy"] != "none"}, key=natural
+        ):
             by_budget = defaultdict(list)
             for r in group:
-                if r["strategy"] == strategy:
+                if r["variant"] == variant:
                     by_budget[r["budget"]].append(r)
             points = sorted(
                 (
@@ -141,7 +189,7 @@ def plot(rows: list[dict], path: Path) -> None:
                 )
                 for rs in by_budget.values()
             )
-            ax.plot(*zip(*points), marker="o", label=strategy)
+            ax.plot(*zip(*points), marker="o", label=variant)
         full = [r["accuracy"] for r in group if r["strategy"] == "none"]
         if full:
             ax.axhline(sum(full) / len(full), color="black", linestyle="--", label="all tokens")
@@ -162,6 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent", default=None, help="a sweep's parent run id, or 'latest'")
     parser.add_argument("--uri", default=None, help="tracking URI (default: as vzexp runs)")
     parser.add_argument("--out", default="report", help="output directory")
+    parser.add_argument(
+        "--full-from",
+        default=None,
+        metavar="EXPERIMENT",
+        help="take the all-tokens (compressor=none) reference from this experiment's runs "
+        "when the report's own runs have none (e.g. an ablation sweep)",
+    )
     args = parser.parse_args(argv)
     from mlflow.tracking import MlflowClient
 
@@ -183,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         parent = parents[0].info.run_id
-    rows = with_percentages(job_rows(client, args.experiment, parent))
+    reference = job_rows(client, args.full_from, None) if args.full_from else []
+    rows = with_percentages(job_rows(client, args.experiment, parent), reference)
     if not rows:
         print("vzexp.report: error: no finished runs with an accuracy to report", file=sys.stderr)
         return 2

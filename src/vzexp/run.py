@@ -11,7 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from vzexp.config import ModelKind, VzexpConfig, as_plain, validate
-from vzexp.tracking import tracked_run
+from vzexp.tracking import experiment_name, tracked_run
 
 log = logging.getLogger("vzexp")
 
@@ -93,6 +93,12 @@ def logged_params(cfg: DictConfig, settings: VzexpConfig) -> dict[str, Any]:
     return params
 
 
+def hydra_choices() -> dict[str, str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
+
+
 def hydra_tags() -> dict[str, str]:
     from hydra.core.hydra_config import HydraConfig
 
@@ -144,7 +150,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     with tracked_run(
         enabled=settings.logger.name == "mlflow" and rank() == 0,
         params=params,
-        experiment_name=settings.logger.experiment_name,
+        experiment_name=experiment_name(settings.logger.experiment_name, hydra_choices()),
         run_name=settings.logger.run_name or default_name,
         uri=settings.logger.tracking_uri,
         tags=hydra_tags(),

@@ -33,11 +33,12 @@ class MlflowSweepParent(Callback):
             return
         from mlflow.tracking import MlflowClient
 
-        from vzexp.tracking import tracking_uri
+        from vzexp.tracking import experiment_name, tracking_uri
 
         uri = tracking_uri(logger.get("tracking_uri"))
         self.client = MlflowClient(uri)
-        name = logger.get("experiment_name") or "vzexp"
+        choices = OmegaConf.select(config, "hydra.runtime.choices") or {}
+        name = experiment_name(logger.get("experiment_name"), choices)
         experiment = self.client.get_experiment_by_name(name)
         experiment_id = (
             experiment.experiment_id if experiment else self.client.create_experiment(name)
@@ -45,7 +46,6 @@ class MlflowSweepParent(Callback):
         overrides = list(OmegaConf.select(config, "hydra.overrides.task") or [])
         sweeper = OmegaConf.select(config, "hydra.sweeper.params") or {}
         sweep = [f"{k}={v}" for k, v in sweeper.items()] + overrides
-        choices = OmegaConf.select(config, "hydra.runtime.choices") or {}
         title = logger.get("run_name") or choices.get("experiment") or "sweep"
         run = self.client.create_run(
             experiment_id,
@@ -59,6 +59,10 @@ class MlflowSweepParent(Callback):
         atexit.register(self._end, "FAILED")  # unless on_multirun_end ends it first
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        # a search sweeper's summary (hydra/sweeper=optuna) goes on the parent too
+        results = Path(OmegaConf.select(config, "hydra.sweep.dir")) / "optuna_results.yaml"
+        if self.client is not None and self.run_id and results.is_file():
+            self.client.log_artifact(self.run_id, str(results))
         self._end("FINISHED")
 
     def _end(self, status: str) -> None:

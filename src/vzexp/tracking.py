@@ -78,6 +78,15 @@ class MlflowRun:
         self._mlflow.set_tags(tags)
 
 
+DEFAULT_EXPERIMENT = "vzexp"
+
+
+def experiment_name(configured: str | None, choices: dict | None) -> str:
+    """The MLflow experiment: logger.experiment_name when set, else the Hydra experiment config
+    chosen with +experiment=NAME (so each shipped sweep lands in its own experiment), else vzexp."""
+    return configured or (choices or {}).get("experiment") or DEFAULT_EXPERIMENT
+
+
 @contextmanager
 def tracked_run(
     enabled: bool,

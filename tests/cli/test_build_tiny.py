@@ -38,7 +38,7 @@ def test_recipe_trains_every_stage_saves_and_reloads(tmp_path, cli_env):
     assert set(training["seconds"]) == {"render", "tower", "language", "align", "instruct"}
 
     mlflow.set_tracking_uri(cli_env["MLFLOW_TRACKING_URI"])
-    [run] = mlflow.search_runs(experiment_names=["vzexp"], output_format="list")
+    [run] = mlflow.search_runs(experiment_names=["build_tiny"], output_format="list")
     assert run.info.status == "FINISHED"
     metrics = run.data.metrics
     for key in ("tower/loss", "language/loss", "align/loss", "instruct/loss", "accuracy"):

@@ -1,0 +1,71 @@
+"""The report's table: one row per strategy setting, % of the all-tokens run (own or borrowed);
+the MLflow experiment a run lands in."""
+
+from __future__ import annotations
+
+import pytest
+
+from vzexp.report import markdown, with_percentages, with_variants
+from vzexp.tracking import experiment_name
+
+
+def row(strategy, accuracy, overrides, budget=24, benchmark="shapes"):
+    return {
+        "benchmark": benchmark,
+        "model": "tiny_shapes",
+        "strategy": strategy,
+        "tokens": budget if strategy != "none" else 196,
+        "budget": budget,
+        "accuracy": accuracy,
+        "overrides": overrides.split(),
+    }
+
+
+def test_an_ablation_sweep_gets_one_row_per_setting_not_one_averaged_cell():
+    rows = with_variants(
+        [
+            row("visionzip", 0.50, "+experiment=ablation_merge compressor.merge=add data.limit=9"),
+            row("visionzip", 0.40, "+experiment=ablation_merge compressor.merge=mean data.limit=9"),
+        ]
+    )
+    assert [r["variant"] for r in rows] == ["visionzip merge=add", "visionzip merge=mean"]
+    table = markdown(with_percentages(rows))
+    assert "| visionzip merge=add | 0.500 |" in table
+    assert "| visionzip merge=mean | 0.400 |" in table
+
+
+def test_seeds_and_the_table_axes_are_averaged_not_split_into_rows():
+    rows = with_variants(
+        [
+            row("random", 0.40, "compressor=random compressor.seed=0 tokens=24"),
+            row("random", 0.50, "compressor=random compressor.seed=1 tokens=24"),
+            row("none", 0.80, "compressor=none tokens=24"),
+        ]
+    )
+    assert {r["variant"] for r in rows} == {"random", "none"}
+    table = markdown(with_percentages(rows))
+    # mean 0.45 of 0.80 = 56.25%, over 2 runs
+    assert "| random | 0.450 (56.2%) [2 runs] |" in table
+    assert "| all 196 tokens | 0.800 (100%) |" in table
+
+
+def test_the_all_tokens_reference_can_come_from_another_experiment():
+    rows = with_variants([row("visionzip", 0.60, "compressor.merge=add")])
+    reference = with_variants([row("none", 0.75, "compressor=none"), row("pool", 0.1, "")])
+    table = markdown(with_percentages(rows, reference))
+    assert "| all 196 tokens | 0.750 (100%) |" in table
+    assert "| visionzip | 0.600 (80.0%) |" in table
+    assert "pool" not in table  # only the reference run is borrowed
+
+
+@pytest.mark.parametrize(
+    ("configured", "choices", "expected"),
+    [
+        (None, {"experiment": "ablation_merge", "model": "tiny_shapes"}, "ablation_merge"),
+        ("mine", {"experiment": "ablation_merge"}, "mine"),
+        (None, {"model": "tiny_shapes"}, "vzexp"),
+        (None, None, "vzexp"),
+    ],
+)
+def test_the_mlflow_experiment_follows_the_hydra_experiment(configured, choices, expected):
+    assert experiment_name(configured, choices) == expected
