@@ -73,6 +73,7 @@ def cli_env(tmp_path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env["VZEXP_CACHE"] = str(tmp_path / "cache")  # exported training data, cached features
     env.pop("HYDRA_FULL_ERROR", None)
     return env
 

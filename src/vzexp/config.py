@@ -78,6 +78,9 @@ class ModelConfig:
     projector_act: str = "gelu"
     # This model's usual visual-token budget; the top-level `tokens` follows it unless set.
     tokens: int = 64
+    # a tuned projector to load over the model's own: task=tune's projector/ directory, its
+    # projector.safetensors, or the MLflow run id of that task=tune run
+    projector: str | None = None
 
     def __post_init__(self):
         if self.kind == ModelKind.checkpoint and not self.path:
@@ -202,7 +205,68 @@ class BuildTinyTaskConfig:
             raise ConfigError("task.patch_weight", self.patch_weight, "a number >= 0")
 
 
-TASKS = {"eval": TaskConfig, "build_tiny": BuildTinyTaskConfig, "score": ScoreTaskConfig}
+PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
+
+
+@dataclass
+class TuneTaskConfig(TaskConfig):
+    """task=tune: projector-only tuning with the compressor in the loop, then evaluation."""
+
+    name: str = "tune"
+    epochs: int = 1
+    batch_size: int = 16
+    accumulate: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.03
+    grad_clip: float = 1.0
+    cache: bool = True
+    cache_dir: str | None = None
+    checkpoint_dir: str = "checkpoints"
+    baseline: bool = True
+    overlays: int = 0
+
+    def __post_init__(self):
+        super().__post_init__()
+        for key in ("epochs", "batch_size", "accumulate"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"task.{key}", getattr(self, key), "an integer >= 1")
+        if self.lr <= 0:
+            raise ConfigError("task.lr", self.lr, "a learning rate > 0")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError("task.warmup_ratio", self.warmup_ratio, "a fraction in [0, 1)")
+        if self.grad_clip < 0:
+            raise ConfigError("task.grad_clip", self.grad_clip, "a max gradient norm >= 0")
+
+
+TASKS = {
+    "eval": TaskConfig,
+    "build_tiny": BuildTinyTaskConfig,
+    "score": ScoreTaskConfig,
+    "tune": TuneTaskConfig,
+}
+
+
+@dataclass
+class TrainDataConfig:
+    """Training data of task=tune, in LLaVA's instruction format (vzexp.data.instruct)."""
+
+    name: str
+    path: str | None = None  # a LLaVA instruction JSON; null: the shapes train split (generated)
+    image_root: str | None = None  # default: the JSON's directory
+    scenes: int = 2000  # shapes only
+    image_size: int = 112  # shapes only
+    fraction: float = 1.0
+    limit: int | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if not 0.0 < self.fraction <= 1.0:
+            raise ConfigError("train_data.fraction", self.fraction, "a fraction in (0, 1]")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError("train_data.limit", self.limit, "an integer >= 1, or null for all")
+        if self.path is None and self.scenes < 1:
+            raise ConfigError("train_data.scenes", self.scenes, "an integer >= 1")
 
 
 @dataclass
@@ -212,6 +276,15 @@ class TrainerConfig:
     num_nodes: int = 1  # multi-node DDP (SLURM: hydra/launcher=slurm)
     strategy: str = "auto"
     precision: str = "32-true"
+
+    def __post_init__(self):
+        if str(self.precision) not in PRECISIONS:
+            raise ConfigError(
+                "trainer.precision", self.precision, f"one of {', '.join(PRECISIONS)}"
+            )
+        for key in ("devices", "num_nodes"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"trainer.{key}", getattr(self, key), "an integer >= 1")
 
 
 @dataclass
@@ -236,6 +309,7 @@ class VzexpConfig:
     task: Any
     trainer: TrainerConfig
     logger: LoggerConfig
+    train_data: TrainDataConfig | None = None  # task=tune's training data (train_data=shapes)
     tokens: int = 64
     seed: int = 0
     verbose: bool = False
@@ -323,6 +397,7 @@ def register_configs() -> None:
         ("data", DataConfig),
         ("trainer", TrainerConfig),
         ("logger", LoggerConfig),
+        ("train_data", TrainDataConfig),
     ):
         cs.store(group=group, name=f"{group}_schema", node=node)
 

@@ -1,7 +1,9 @@
-"""Where the config tree is: inside the installed package (wheel) or at the repo top (editable)."""
+"""Where the config tree is: inside the installed package (wheel) or at the repo top (editable);
+where vzexp keeps files it can rebuild (exported training data, cached features)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -18,3 +20,11 @@ def config_dir() -> Path:
 
 def resource_dir() -> Path:
     return _PACKAGE_DIR / "resources"
+
+
+def cache_dir() -> Path:
+    """$VZEXP_CACHE, else ~/.cache/vzexp (XDG_CACHE_HOME honoured)."""
+    if os.environ.get("VZEXP_CACHE"):
+        return Path(os.environ["VZEXP_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "vzexp"

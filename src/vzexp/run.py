@@ -81,6 +81,12 @@ def load_model(settings: VzexpConfig, words: list[str]):
             attn_implementation=m.attn_implementation.value,
             seed=settings.seed,
         )
+    if m.projector:
+        from vzexp.models.projector import load_projector
+        from vzexp.tracking import tracking_uri
+
+        loaded = load_projector(model, m.projector, tracking_uri(settings.logger.tracking_uri))
+        log.info("projector loaded from %s", loaded)
     return model, processor
 
 
@@ -139,7 +145,7 @@ def rank() -> int:
 def run(cfg: DictConfig) -> dict[str, float]:
     settings = validate(cfg)
     task = settings.task.name
-    building, scoring = task == "build_tiny", task == "score"
+    building, scoring, tuning = task == "build_tiny", task == "score", task == "tune"
     compressor = None if building or scoring else build_compressor(settings)
     out = output_dir()
     out.mkdir(parents=True, exist_ok=True)
@@ -165,11 +171,16 @@ def run(cfg: DictConfig) -> dict[str, float]:
             return build_tiny(settings, tracker, out, predictor(settings, tracker))
         if scoring:
             return score_file(settings, tracker, out)
+        if tuning:
+            from vzexp.tune import tune_and_evaluate
+
+            return tune_and_evaluate(settings, compressor, out, tracker)
         return evaluate(settings, compressor, out, tracker)
 
 
-def predictions_path(settings: VzexpConfig) -> Path:
-    """Where this config's predictions are written as they come (stable across restarts)."""
+def predictions_path(settings: VzexpConfig, extra: dict | None = None) -> Path:
+    """Where this config's predictions are written as they come (stable across restarts);
+    `extra` adds what else decides them (task=tune: the tuning that made the projector)."""
     from vzexp.engine.predictions import config_key
 
     decisive = {
@@ -182,6 +193,7 @@ def predictions_path(settings: VzexpConfig) -> Path:
     }
     if settings.model.kind != ModelKind.checkpoint:
         decisive.update(encoder=as_plain(settings.encoder), llm=as_plain(settings.llm))
+    decisive.update(extra or {})
     name = f"{settings.data.name}-{settings.model.name}-{settings.compressor.get('name')}"
     name += f"-t{settings.tokens}-{config_key(decisive)}.jsonl"
     return Path(getattr(settings.task, "predictions_dir", "predictions")) / name

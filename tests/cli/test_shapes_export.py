@@ -68,3 +68,15 @@ def test_export_into_a_file_path_fails_cleanly(tmp_path, cli_env):
     proc = export([str(blocker), "--size", "2"], cli_env, tmp_path)
     assert proc.returncode != 0
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_export_instruct_writes_the_train_split_in_llava_instruction_format(tmp_path, cli_env):
+    from vzexp.data.instruct import read_instruct
+
+    out = tmp_path / "train"
+    proc = export([str(out), "--format", "instruct", "--size", "5"], cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    raw = json.loads((out / "train.json").read_text())
+    assert len(raw) == 5 and raw[0]["conversations"][0]["value"].startswith("<image>\n")
+    assert all((out / "images" / r["image"]).is_file() for r in raw)
+    assert [r.id for r in read_instruct(out / "train.json")] == [r["id"] for r in raw]

@@ -11,12 +11,12 @@ from PIL import Image
 
 from tests.conftest import TINY_ENCODER, TINY_LLM
 from vzexp.data.conversation import IGNORE_INDEX, ConversationEncoder, encode_conversation
+from vzexp.engine.schedule import warmup_cosine
 from vzexp.engine.tiny_training import (
     Collate,
     LlavaStage,
     TowerPretrainer,
     normalize_pixels,
-    warmup_cosine,
 )
 
 WORDS = "what color is the square shape red green blue how many objects are there 1 2 3".split()

@@ -40,6 +40,7 @@ class Compressor(ABC):
     kind: str = "encoder"
     needs_received_attention: bool = False
     needs_projections: bool = False  # raw q (CLS row) / k projections at the selection layer
+    selects_after_projector: bool = False  # reads capture.project (cannot be cached for tuning)
 
     def __init__(self, layer: int = -2):
         self.layer = layer

@@ -48,6 +48,8 @@ class DivPrune(Compressor):
     ):
         super().__init__(layer)
         self.budget, self.space = budget, space
+        # space=projected reads the projector, which projector tuning changes (no feature cache)
+        self.selects_after_projector = space == "projected"
 
     def output_tokens(self, num_patches: int, has_cls: bool) -> int:
         return check_tokens(self.budget, 1, num_patches, num_patches, False)

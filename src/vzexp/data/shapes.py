@@ -699,8 +699,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmd.add_argument("--seed", type=int, default=0)
     cmd.add_argument("--image-size", type=int, default=112)
     cmd.add_argument("--max-objects", type=int, default=4)
+    cmd.add_argument(
+        "--format",
+        default="eval",
+        choices=("eval", "instruct"),
+        help="eval: questions.jsonl (one question per image); instruct: train.json in LLaVA's "
+        "instruction format (one multi-turn conversation per scene; --size counts scenes)",
+    )
     args = parser.parse_args(argv)
     try:
+        if args.format == "instruct":
+            from vzexp.data.shapes_instruct import INSTRUCT_FILE, export_instruct
+
+            n = export_instruct(args.dir, args.size, args.seed, args.image_size, args.max_objects)
+            print(f"wrote {n} conversations to {args.dir / INSTRUCT_FILE} (seed={args.seed})")
+            return 0
         n = export(args.dir, args.split, args.size, args.seed, args.image_size, args.max_objects)
     except (ConfigError, OSError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)

@@ -8,7 +8,6 @@ question answering on the images. The vision tower stays frozen after its own st
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -19,22 +18,11 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from vzexp.data.conversation import IGNORE_INDEX, ConversationEncoder
+from vzexp.engine.schedule import Scheduled
 
 # Not asked in any stage any more; its words stay in the vocabulary so that rebuilds keep the shipped
 # tokenizer's word ids.
 CAPTION_PROMPT = "Describe the image."
-
-
-def warmup_cosine(warmup_steps: int, total_steps: int):
-    """LLaVA's schedule: linear warm-up, then cosine decay to zero."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
 
 
 def normalize_pixels(images: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
@@ -221,24 +209,7 @@ class Collate:
         return batch
 
 
-class _Scheduled(L.LightningModule):
-    """AdamW over the trainable parameters with warm-up + cosine, stepped per optimiser step."""
-
-    def __init__(self, lr: float, weight_decay: float, warmup_steps: int, total_steps: int):
-        super().__init__()
-        self.lr, self.weight_decay = lr, weight_decay
-        self.warmup_steps, self.total_steps = warmup_steps, total_steps
-
-    def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, warmup_cosine(self.warmup_steps, self.total_steps)
-        )
-        return [optimizer], [{"scheduler": schedule, "interval": "step"}]
-
-
-class TowerPretrainer(_Scheduled):
+class TowerPretrainer(Scheduled):
     """Attribute classification through the CLS token: the tower must gather every object into
     CLS, which is what makes its attention concentrate on object patches (VisionZip's premise).
     Per-patch colour and shape heads on the feature layer (LLaVA's -2) make the patch features the
@@ -300,7 +271,7 @@ class TowerPretrainer(_Scheduled):
         return loss
 
 
-class LlavaStage(_Scheduled):
+class LlavaStage(Scheduled):
     """One LLaVA training stage: the listed parts train, the rest of the model is frozen."""
 
     PARTS = ("projector", "llm")

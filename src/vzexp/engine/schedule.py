@@ -1,0 +1,38 @@
+"""LLaVA's optimiser set-up, shared by the tiny recipe's stages and projector tuning: AdamW over
+the trainable parameters, linear warm-up then cosine decay to zero, stepped per optimiser step."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int):
+    """LLaVA's schedule: linear warm-up, then cosine decay to zero."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+class Scheduled(L.LightningModule):
+    """AdamW over the trainable parameters with warm-up + cosine, stepped per optimiser step."""
+
+    def __init__(self, lr: float, weight_decay: float, warmup_steps: int, total_steps: int):
+        super().__init__()
+        self.lr, self.weight_decay = lr, weight_decay
+        self.warmup_steps, self.total_steps = warmup_steps, total_steps
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, warmup_cosine(self.warmup_steps, self.total_steps)
+        )
+        return [optimizer], [{"scheduler": schedule, "interval": "step"}]

@@ -1,0 +1,117 @@
+"""ProjectorTuner: VisionZip's third step, tuning only the multimodal projector so that the LLM
+adapts to the compressed visual tokens.
+
+The tower, the compressor and the LLM are frozen; only `model.model.multi_modal_projector` is a
+submodule of the LightningModule, so checkpoints hold the projector and the optimiser state, not
+the frozen model, and DDP synchronises the projector's gradients only. The visual tokens come
+from the feature cache (batch["features"]) or are computed in the loop (batch["pixel_values"]).
+
+The loss is the mean over the answer tokens of the whole global batch: each rank sums its token
+losses and divides by the global token count (times the world size, which DDP's gradient
+averaging divides back out), so 2 processes x batch b train exactly as 1 process x batch 2b."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from vzexp.data.conversation import IGNORE_INDEX
+from vzexp.engine.schedule import Scheduled
+
+
+class ProjectorTuner(Scheduled):
+    def __init__(self, model, compressor, **schedule):
+        super().__init__(**schedule)
+        model.requires_grad_(False)
+        self.projector = model.model.multi_modal_projector
+        self.projector.requires_grad_(True)
+        # not a submodule: kept out of checkpoints, DDP and Lightning's device moves
+        self.__dict__["vlm"] = model
+        self.compressor = compressor
+        self.image_token_id = model.config.image_token_id
+
+    def on_fit_start(self) -> None:
+        self.vlm.to(self.device)
+        self.vlm.eval()  # frozen parts in eval mode (no dropout)
+        self.projector.train()
+
+    def visual_tokens(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if "features" in batch:
+            return batch["features"]
+        from vzexp.models.llava import compressed_features
+
+        with torch.no_grad():
+            return compressed_features(self.vlm, batch["pixel_values"], self.compressor).tokens
+
+    def token_losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum of the answer tokens' cross-entropy, their count) for this rank's batch."""
+        projected = self.projector(self.visual_tokens(batch))
+        ids = batch["input_ids"]
+        embeds = self.vlm.get_input_embeddings()(ids)
+        slots = (ids == self.image_token_id).unsqueeze(-1)
+        embeds = embeds.masked_scatter(slots, projected.to(embeds.dtype))
+        logits = self.vlm(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).logits
+        labels = batch["labels"][:, 1:]
+        loss_sum = nn.functional.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(),
+            labels.flatten(),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
+        return loss_sum, (labels != IGNORE_INDEX).sum()
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss_sum, count = self.token_losses(batch)
+        world = self.trainer.world_size
+        total = self.all_gather(count).sum() if world > 1 else count
+        loss = loss_sum * world / total.clamp(min=1)
+        # the logged value is the global batch's mean token loss on every rank
+        self.log("tune/loss", loss.detach() / world, prog_bar=True, sync_dist=True, reduce_fx="sum")
+        self.log("tune/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        return loss
+
+
+class TuneDataModule(L.LightningDataModule):
+    """Batches of the instruction dataset, in an order that depends only on the seed and the
+    epoch (a DistributedSampler over the actual world size, also for one process), so resumed
+    and multi-process runs see the same global batches as a single uninterrupted one."""
+
+    def __init__(self, dataset, batch_size: int, pad_id: int, seed: int, features=None):
+        super().__init__()
+        self.dataset, self.batch_size, self.pad_id, self.seed = dataset, batch_size, pad_id, seed
+        self.features = features  # (N, K, d) from the feature cache, or None
+
+    def collate(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        from vzexp.data.instruct import collate
+
+        batch = collate(items, self.pad_id)
+        if self.features is not None:
+            batch["features"] = self.features[batch["index"]]
+        return batch
+
+    def train_dataloader(self) -> DataLoader:
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        sampler = DistributedSampler(
+            self.dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed
+        )
+        return DataLoader(
+            self.dataset, batch_size=self.batch_size, sampler=sampler, collate_fn=self.collate
+        )
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file and renamed: a job killed while saving leaves the
+    previous checkpoint intact, never a truncated one that resume would fail on."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        super().save_checkpoint(checkpoint, tmp, storage_options)
+        os.replace(tmp, path)

@@ -1,0 +1,217 @@
+"""task=tune: evaluate training-free (baseline/*), tune the projector with the compressor in the
+loop, save it, and evaluate again with the tuned projector: one MLflow run.
+
+    python -m vzexp +experiment=tune_projector            # tiny default, shapes train split
+    python -m vzexp task=tune train_data=llava_instruct train_data.path=... train_data.image_root=...
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import lightning as L
+
+from vzexp.config import VzexpConfig, as_plain
+from vzexp.errors import ConfigError
+
+log = logging.getLogger("vzexp")
+
+
+def training_records(settings: VzexpConfig):
+    """(records, image root) of the training data: the user's LLaVA JSON, or the shapes train
+    split exported once into the cache."""
+    from vzexp.data.instruct import read_instruct
+
+    data = settings.train_data
+    if data.path is None:
+        from vzexp.data.shapes_instruct import INSTRUCT_FILE, shapes_instruct_dir
+        from vzexp.paths import cache_dir
+
+        root = shapes_instruct_dir(cache_dir(), data.scenes, data.seed, data.image_size)
+        path, image_root = root / INSTRUCT_FILE, root / "images"
+    else:
+        path = Path(data.path)
+        image_root = Path(data.image_root) if data.image_root else path.parent
+    records = read_instruct(path, "train_data.path", data.fraction, data.limit, data.seed)
+    return records, image_root
+
+
+def run_key(settings: VzexpConfig) -> str:
+    """Names this tuning's checkpoints: everything that decides the trained projector."""
+    from vzexp.engine.predictions import config_key
+
+    return config_key(
+        {
+            "model": as_plain(settings.model),
+            "encoder": as_plain(settings.encoder),
+            "llm": as_plain(settings.llm),
+            "compressor": settings.compressor,
+            "tokens": settings.tokens,
+            "seed": settings.seed,
+            "train_data": as_plain(settings.train_data),
+            "tune": {
+                k: v
+                for k, v in as_plain(settings.task).items()
+                if k in ("epochs", "batch_size", "accumulate", "lr", "weight_decay")
+                or k in ("warmup_ratio", "grad_clip")
+            },
+            "trainer": {"precision": settings.trainer.precision},
+        }
+    )
+
+
+def tune_and_evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> dict[str, float]:
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from vzexp.data.instruct import InstructDataset
+    from vzexp.engine.feature_cache import FeatureCache, check_cacheable
+    from vzexp.engine.tuning import AtomicCheckpointIO, ProjectorTuner, TuneDataModule
+    from vzexp.models.llava import install, tokens_per_image, uninstall
+    from vzexp.models.projector import ARTIFACT_PATH, save_projector
+    from vzexp.models.tiny_recipe import _attached_logger
+    from vzexp.paths import cache_dir
+    from vzexp.run import load_model, predictions_path, predictor, rank
+
+    task = settings.task
+    if settings.train_data is None:  # before any model is loaded
+        raise ConfigError(
+            "train_data",
+            None,
+            "training data for task=tune: train_data=shapes (the default model's) or "
+            "train_data=llava_instruct train_data.path=JSON train_data.image_root=DIR",
+        )
+    if "fsdp" in str(settings.trainer.strategy):
+        raise ConfigError(
+            "trainer.strategy",
+            settings.trainer.strategy,
+            "ddp or auto for task=tune (the frozen model is kept outside the wrapped module, so "
+            "FSDP would not shard it)",
+        )
+    L.seed_everything(settings.seed, verbose=False)
+    eval_set = instantiate(settings.data.dataset)
+    words = eval_set.vocabulary() if hasattr(eval_set, "vocabulary") else []
+    model, processor = load_model(settings, words)
+    if task.cache:
+        check_cacheable(compressor)
+    predict = predictor(settings, tracker)
+    metrics: dict[str, float] = {}
+    if task.baseline:  # the training-free number, same config and data
+        install(model, compressor)
+        baseline = predict(
+            model,
+            processor,
+            eval_set,
+            predictions_path(settings),
+            out / "predictions.baseline.jsonl",
+        )
+        metrics.update({f"baseline/{k}": v for k, v in baseline.items()})
+        uninstall(model)
+
+    records, image_root = training_records(settings)
+    tokens = tokens_per_image(model, compressor)
+    dataset = InstructDataset(records, image_root, processor, tokens, with_pixels=not task.cache)
+    features, cache_seconds = None, 0.0
+    if task.cache:
+        start = time.perf_counter()
+        root = Path(task.cache_dir) if task.cache_dir else cache_dir() / "features"
+        cache = FeatureCache(root, model, dict(settings.compressor), dataset)
+        features = cache.load_or_build(model, compressor, dataset, task.batch_size)
+        cache_seconds = time.perf_counter() - start
+
+    world = settings.trainer.devices * settings.trainer.num_nodes
+    batches = math.ceil(len(dataset) / (world * task.batch_size))
+    total_steps = task.epochs * math.ceil(batches / task.accumulate)
+    tuner = ProjectorTuner(
+        model,
+        compressor,
+        lr=task.lr,
+        weight_decay=task.weight_decay,
+        warmup_steps=math.ceil(task.warmup_ratio * total_steps),
+        total_steps=total_steps,
+    )
+    pad_id = processor.tokenizer.pad_token_id or 0
+    data = TuneDataModule(dataset, task.batch_size, pad_id, settings.seed, features)
+    checkpoints = Path(task.checkpoint_dir) / run_key(settings)
+    last = checkpoints / "last.ckpt"
+    resume_from = str(last) if task.resume and last.is_file() else None
+    if resume_from and rank() == 0:
+        log.info("resuming the tuning from %s", last)
+    timer = EpochTimer()
+    trainer = L.Trainer(
+        accelerator=settings.trainer.accelerator,
+        devices=settings.trainer.devices,
+        num_nodes=settings.trainer.num_nodes,
+        strategy=settings.trainer.strategy,
+        precision=settings.trainer.precision,
+        max_epochs=task.epochs,
+        accumulate_grad_batches=task.accumulate,
+        gradient_clip_val=task.grad_clip,
+        use_distributed_sampler=False,  # TuneDataModule shards itself, the same way for 1 or N
+        logger=_attached_logger(tracker, settings) or False,
+        log_every_n_steps=1,
+        callbacks=[ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0), timer],
+        plugins=[AtomicCheckpointIO()],
+        enable_model_summary=False,
+        default_root_dir=str(out),
+    )
+    trainer.fit(tuner, datamodule=data, ckpt_path=resume_from)
+    if trainer.global_rank == 0:
+        directory = save_projector(
+            model,
+            out / ARTIFACT_PATH,
+            {
+                "model": settings.model.name,
+                "compressor": dict(settings.compressor),
+                "tokens": settings.tokens,
+                "seed": settings.seed,
+                "train_records": len(dataset),
+                "epochs": task.epochs,
+            },
+        )
+        tracker.log_artifact(directory / "projector.safetensors", artifact_path=ARTIFACT_PATH)
+        tracker.log_artifact(directory / "projector.json", artifact_path=ARTIFACT_PATH)
+    metrics.update(
+        {
+            "tune/train_records": float(len(dataset)),
+            "tune/steps": float(trainer.global_step),
+            "tune/cache_seconds": cache_seconds,
+        }
+    )
+    if timer.seconds:
+        metrics["tune/epoch_seconds"] = sum(timer.seconds) / len(timer.seconds)
+    if "tune/loss" in trainer.callback_metrics:
+        metrics["tune/final_loss"] = float(trainer.callback_metrics["tune/loss"])
+
+    install(model, compressor)
+    tuned_predictions = predictions_path(settings, extra={"tuned": run_key(settings)})
+    metrics.update(
+        predict(model, processor, eval_set, tuned_predictions, out / task.predictions_file)
+    )
+    if "baseline/accuracy" in metrics and "accuracy" in metrics:
+        metrics["tune/accuracy_gain"] = metrics["accuracy"] - metrics["baseline/accuracy"]
+        print(
+            f"{settings.compressor.get('name')} at {tokens} tokens: training-free "
+            f"{metrics['baseline/accuracy']:.4f} -> tuned projector {metrics['accuracy']:.4f} "
+            f"({metrics['tune/accuracy_gain']:+.4f})",
+            flush=True,
+        )
+    tracker.log_metrics(metrics)
+    return metrics
+
+
+class EpochTimer(L.Callback):
+    """Wall time of each training epoch (what the feature cache saves)."""
+
+    def __init__(self):
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.seconds.append(time.perf_counter() - self._start)

@@ -1,0 +1,126 @@
+"""task=tune end to end on the shipped default model: one MLflow run with the baseline and the
+tuned accuracy and the projector as an artifact that a later evaluation loads by run id or path;
+DDP with 2 CPU processes trains as 1 process with the same global batch; a killed tuning resumes
+from its checkpoint to the uninterrupted result."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+from mlflow.tracking import MlflowClient
+from safetensors.torch import load_file
+from vzexp_testing import run_cli
+
+SMALL = [
+    "task=tune",
+    "train_data=shapes",
+    "train_data.scenes=16",
+    "tokens=12",
+    "data.limit=8",
+    "data.batch_size=8",
+    "task.max_new_tokens=2",
+]
+
+
+def finished_runs(env, experiment="vzexp"):
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    found = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([found.experiment_id], order_by=["attributes.start_time ASC"])
+    return client, runs
+
+
+def projector(cwd):
+    (path,) = cwd.glob("outputs/*/*/projector/projector.safetensors")
+    return load_file(path)
+
+
+def test_tune_logs_baseline_tuned_and_a_projector_a_later_eval_loads(tmp_path, cli_env):
+    proc = run_cli([*SMALL, "task.batch_size=4"], cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client, [run] = finished_runs(cli_env)
+    assert run.info.status == "FINISHED"
+    m = run.data.metrics
+    for key in ("baseline/accuracy", "accuracy", "tune/accuracy_gain", "tune/epoch_seconds"):
+        assert key in m, key
+    assert m["tune/steps"] == 4 and m["tune/train_records"] == 16
+    history = client.get_metric_history(run.info.run_id, "tune/loss")
+    assert [h.step for h in history] == [0, 1, 2, 3]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "projector")}
+    assert artifacts == {"projector/projector.safetensors", "projector/projector.json"}
+    (tuned_predictions,) = tmp_path.glob("outputs/*/*/predictions.jsonl")
+    tuned = [json.loads(line)["prediction"] for line in tuned_predictions.read_text().splitlines()]
+    # a later evaluation with that projector, by run id and by directory, answers the same
+    (directory,) = tmp_path.glob("outputs/*/*/projector")
+    for ref in (run.info.run_id, str(directory)):
+        later = tmp_path / f"later-{len(ref)}"
+        later.mkdir()
+        args = ["tokens=12", "data.limit=8", "task.max_new_tokens=2", f"model.projector={ref}"]
+        proc = run_cli(args, cli_env, later)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        (path,) = later.glob("outputs/*/*/predictions.jsonl")
+        assert [json.loads(x)["prediction"] for x in path.read_text().splitlines()] == tuned
+
+
+def test_ddp_two_processes_train_as_one_with_the_same_global_batch(tmp_path, cli_env):
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    single.mkdir(), ddp.mkdir()
+    base = [*SMALL, "task.baseline=false", "task.epochs=2"]
+    proc = run_cli([*base, "task.batch_size=8"], cli_env, single)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    args = [*base, "task.batch_size=4", "trainer.devices=2", "trainer.strategy=ddp"]
+    proc = run_cli(args, cli_env, ddp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client, (one, two) = finished_runs(cli_env)
+    curves = [
+        [h.value for h in client.get_metric_history(r.info.run_id, "tune/loss")] for r in (one, two)
+    ]
+    assert len(curves[0]) == len(curves[1]) == 4  # 16 records / global batch 8, 2 epochs
+    torch.testing.assert_close(
+        torch.tensor(curves[1]), torch.tensor(curves[0]), rtol=1e-4, atol=1e-5
+    )
+    a, b = projector(single), projector(ddp)
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-6)
+
+
+def test_a_killed_tuning_resumes_from_its_checkpoint_to_the_same_projector(tmp_path, cli_env):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    whole.mkdir(), killed.mkdir()
+    args = [*SMALL, "train_data.scenes=48", "task.epochs=4", "task.baseline=false", "logger=none"]
+    assert run_cli(args, cli_env, whole).returncode == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vzexp", *args],
+        cwd=killed,
+        env=cli_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 240
+    while not list(killed.glob("checkpoints/*/last.ckpt")) and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)  # after the first epoch's checkpoint, before the end
+    proc.wait()
+    assert list(killed.glob("checkpoints/*/last.ckpt")), "no checkpoint was written"
+    assert not list(killed.glob("outputs/*/*/projector")), "the run ended before it was killed"
+    resumed = run_cli([*args, "task.resume=true"], cli_env, killed)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming the tuning from" in resumed.stderr + resumed.stdout
+    a, b = projector(whole), projector(killed)
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6)
+
+
+def test_tune_without_training_data_or_with_fsdp_is_one_line(tmp_path, cli_env):
+    proc = run_cli(["task=tune", "data.limit=2", "task.baseline=false"], cli_env, tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("vzexp: error: train_data=None")
+    assert "train_data=shapes" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli([*SMALL, "trainer.strategy=fsdp"], cli_env, tmp_path)
+    assert proc.returncode == 2 and "trainer.strategy='fsdp'" in proc.stderr
+    proc = run_cli([*SMALL, "task.lr=0"], cli_env, tmp_path)
+    assert proc.returncode == 2 and "task.lr=0" in proc.stderr

@@ -1,0 +1,136 @@
+"""Projector tuning on the shipped tiny model: the tuner's loss is the model's own loss, only the
+projector learns, cached tokens equal the ones computed in the loop, checkpoints hold the projector
+only, and a saved projector loads back."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+
+from vzexp.compress.divprune import DivPrune
+from vzexp.compress.visionzip import VisionZip
+from vzexp.data.instruct import InstructDataset, collate, read_instruct
+from vzexp.data.shapes_instruct import INSTRUCT_FILE, export_instruct
+from vzexp.engine.feature_cache import FeatureCache, check_cacheable
+from vzexp.engine.tuning import ProjectorTuner, TuneDataModule
+from vzexp.errors import ConfigError, MissingPathError
+from vzexp.models.llava import install, tokens_per_image, uninstall
+from vzexp.models.projector import load_projector, save_projector
+from vzexp.paths import resource_dir
+
+TOKENS = 12
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from vzexp.models.build import load_checkpoint
+
+    return load_checkpoint(str(resource_dir() / "tiny_shapes"))
+
+
+@pytest.fixture(scope="module")
+def train_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shapes-instruct")
+    export_instruct(out, scenes=12, seed=0, image_size=112)
+    return out
+
+
+def dataset_for(model, processor, train_dir, compressor, with_pixels=True):
+    records = read_instruct(train_dir / INSTRUCT_FILE)
+    tokens = tokens_per_image(model, compressor)
+    return InstructDataset(records, train_dir / "images", processor, tokens, with_pixels)
+
+
+def schedule():
+    return dict(lr=1e-3, weight_decay=0.0, warmup_steps=1, total_steps=4)
+
+
+def test_the_tuner_loss_is_the_models_own_loss_with_the_compressor(shipped, train_dir):
+    model, processor = shipped
+    compressor = VisionZip(budget=TOKENS)
+    data = dataset_for(model, processor, train_dir, compressor)
+    batch = collate([data[i] for i in range(4)], pad_id=processor.tokenizer.pad_token_id)
+    tuner = ProjectorTuner(model, compressor, **schedule())
+    with torch.no_grad():
+        loss_sum, count = tuner.token_losses(batch)
+        install(model, compressor)  # transformers' own forward, with compressed image features
+        try:
+            reference = model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                pixel_values=batch["pixel_values"],
+                labels=batch["labels"],
+            ).loss
+        finally:
+            uninstall(model)
+    assert count == (batch["labels"][:, 1:] != -100).sum()
+    torch.testing.assert_close(loss_sum / count, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_only_the_projector_trains_and_checkpoints_hold_only_it(shipped, train_dir, tmp_path):
+    model, processor = shipped
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    compressor = VisionZip(budget=TOKENS)
+    data = dataset_for(model, processor, train_dir, compressor)
+    tuner = ProjectorTuner(model, compressor, **schedule())
+    trainer = L.Trainer(
+        max_steps=4,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(tuner, datamodule=TuneDataModule(data, 3, 0, seed=0))
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith("model.multi_modal_projector.") for k in changed)
+    path = tmp_path / "t.ckpt"
+    trainer.save_checkpoint(path)
+    state = torch.load(path, weights_only=False)["state_dict"]
+    assert state and all(k.startswith("projector.") for k in state)
+    # the tuned projector saved alone loads back into a fresh copy of the model
+    saved = save_projector(model, tmp_path / "projector", {"tokens": TOKENS})
+    model.load_state_dict(before)
+    load_projector(model, str(saved))
+    after = model.model.multi_modal_projector.state_dict()
+    assert all(torch.equal(after[k], state[f"projector.{k}"]) for k in after)
+    model.load_state_dict(before)
+
+
+def test_cached_tokens_equal_the_tokens_computed_in_the_loop(shipped, train_dir, tmp_path):
+    model, processor = shipped
+    compressor = VisionZip(budget=TOKENS)
+    data = dataset_for(model, processor, train_dir, compressor)
+    params = {"_target_": "vzexp.compress.visionzip.VisionZip", "budget": TOKENS}
+    cache = FeatureCache(tmp_path, model, params, data)
+    features = cache.load_or_build(model, compressor, data, batch_size=5)
+    assert features.shape == (12, TOKENS, model.config.vision_config.hidden_size)
+    tuner = ProjectorTuner(model, compressor, **schedule())
+    batch = collate([data[i] for i in (3, 7)], pad_id=0)
+    torch.testing.assert_close(features[[3, 7]], tuner.visual_tokens(batch))
+    assert cache.path.is_file() and not list(tmp_path.glob("*.tmp*"))
+    # a second cache with the same key reads the file; another budget is another file
+    again = FeatureCache(tmp_path, model, params, data)
+    assert again.path == cache.path
+    assert torch.equal(again.load_or_build(model, None, data, 5), features)
+    other = FeatureCache(tmp_path, model, {**params, "budget": 24}, data)
+    assert other.path != cache.path
+
+
+def test_strategies_whose_tokens_depend_on_the_projector_refuse_the_cache():
+    with pytest.raises(ConfigError, match=r"task.cache.*divprune.*task.cache=false"):
+        check_cacheable(DivPrune(budget=TOKENS))
+    check_cacheable(DivPrune(budget=TOKENS, space="vision"))
+    check_cacheable(VisionZip(budget=TOKENS))
+
+
+def test_a_projector_of_another_shape_or_a_missing_one_is_one_clear_error(shipped, tmp_path):
+    model, _ = shipped
+    with pytest.raises(MissingPathError, match="model.projector=.*not an MLflow run id"):
+        load_projector(model, str(tmp_path / "nowhere"))
+    from safetensors.torch import save_file
+
+    save_file({"linear_1.weight": torch.zeros(2, 2)}, tmp_path / "projector.safetensors")
+    with pytest.raises(ConfigError, match=r"model.projector.*a projector of this model's shape"):
+        load_projector(model, str(tmp_path))
