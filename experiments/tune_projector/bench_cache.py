@@ -33,12 +33,24 @@ from vzexp.tune import EpochTimer
 
 
 def one_epoch(model, compressor, dataset, features, batch_size: int) -> float:
-    tuner = ProjectorTuner(model, compressor, lr=1e-3, weight_decay=0.0, warmup_steps=1,
-                           total_steps=len(dataset) // batch_size + 1)
+    tuner = ProjectorTuner(
+        model,
+        compressor,
+        lr=1e-3,
+        weight_decay=0.0,
+        warmup_steps=1,
+        total_steps=len(dataset) // batch_size + 1,
+    )
     timer = EpochTimer()
-    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        use_distributed_sampler=False, callbacks=[timer])
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        callbacks=[timer],
+    )
     trainer.fit(tuner, datamodule=TuneDataModule(dataset, batch_size, 0, 0, features))
     return timer.seconds[0]
 

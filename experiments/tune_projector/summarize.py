@@ -15,8 +15,16 @@ from mlflow.tracking import MlflowClient
 
 from vzexp.tracking import is_sweep_parent, tracking_uri
 
-TYPES = ("color", "shape", "count", "exist_random", "exist_popular", "exist_adversarial",
-         "position", "small")
+TYPES = (
+    "color",
+    "shape",
+    "count",
+    "exist_random",
+    "exist_popular",
+    "exist_adversarial",
+    "position",
+    "small",
+)
 
 
 def mean_std(values: list[float]) -> str:
@@ -50,14 +58,21 @@ def main() -> int:
             f"{m['tune/accuracy_gain']:+.4f} | {m['tune/final_loss']:.4f} | "
             f"{m['tune/epoch_seconds']:.1f} |"
         )
-    col = {k: [r.data.metrics[k] for r in children] for k in
-           ("baseline/accuracy", "accuracy", "tune/accuracy_gain")}
+    col = {
+        k: [r.data.metrics[k] for r in children]
+        for k in ("baseline/accuracy", "accuracy", "tune/accuracy_gain")
+    }
     lines.append(
         f"| mean +- std | {mean_std(col['baseline/accuracy'])} | {mean_std(col['accuracy'])} | "
         f"{mean_std(col['tune/accuracy_gain'])} | | |"
     )
-    lines += ["", "Per question type (mean over the seeds):", "",
-              "| type | training-free | tuned |", "|---|---|---|"]
+    lines += [
+        "",
+        "Per question type (mean over the seeds):",
+        "",
+        "| type | training-free | tuned |",
+        "|---|---|---|",
+    ]
     for t in TYPES:
         base = statistics.mean(r.data.metrics[f"baseline/accuracy/{t}"] for r in children)
         tuned = statistics.mean(r.data.metrics[f"accuracy/{t}"] for r in children)

@@ -142,13 +142,23 @@ def rank() -> int:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
 
 
+def preflight(settings: VzexpConfig, out: Path) -> None:
+    from vzexp.preflight import check_devices, check_tracking_server, check_writable
+    from vzexp.tracking import tracking_uri
+
+    check_devices(settings.model.device, settings.trainer.accelerator)
+    check_writable(out)
+    if settings.logger.name == "mlflow" and rank() == 0:
+        check_tracking_server(tracking_uri(settings.logger.tracking_uri))
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     settings = validate(cfg)
     task = settings.task.name
     building, scoring, tuning = task == "build_tiny", task == "score", task == "tune"
     compressor = None if building or scoring else build_compressor(settings)
     out = output_dir()
-    out.mkdir(parents=True, exist_ok=True)
+    preflight(settings, out)
     params = logged_params(cfg, settings)
     default_name = (
         task if building or scoring else f"{settings.compressor.get('name')}-t{settings.tokens}"

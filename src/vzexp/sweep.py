@@ -3,8 +3,9 @@
 `on_multirun_start` (in the launching process) creates the parent through the MLflow client, so
 it never becomes the active run of jobs that run in the same process, and writes its id into the
 sweep directory; each job's run (vzexp.run) finds that file and tags itself with
-`mlflow.parentRunId`, which is what the MLflow UI nests by. The parent holds the sweep's overrides.
-Hydra skips `on_multirun_end` when a job failed, so an exit hook ends the parent FAILED then."""
+`mlflow.parentRunId`, which is what the MLflow UI nests by. The parent holds the sweep's overrides
+and a `vzexp.sweep.failed.<job>` tag per failed job. Hydra runs the other jobs, then skips
+`on_multirun_end` when one failed, so an exit hook ends the parent FAILED then."""
 
 from __future__ import annotations
 
@@ -33,9 +34,11 @@ class MlflowSweepParent(Callback):
             return
         from mlflow.tracking import MlflowClient
 
+        from vzexp.preflight import check_tracking_server
         from vzexp.tracking import experiment_name, tracking_uri
 
         uri = tracking_uri(logger.get("tracking_uri"))
+        check_tracking_server(uri)
         self.client = MlflowClient(uri)
         choices = OmegaConf.select(config, "hydra.runtime.choices") or {}
         name = experiment_name(logger.get("experiment_name"), choices)
@@ -57,6 +60,32 @@ class MlflowSweepParent(Callback):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / PARENT_FILE).write_text(self.run_id)
         atexit.register(self._end, "FAILED")  # unless on_multirun_end ends it first
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        """A failed job is recorded on the parent (one tag per job, so parallel launchers never
+        overwrite each other): its number, overrides and error. The other jobs go on."""
+        from hydra.core.utils import JobStatus
+
+        if getattr(job_return, "status", None) != JobStatus.FAILED:
+            return
+        logger = config.get("logger", {})
+        sweep_dir = OmegaConf.select(config, "hydra.sweep.dir")
+        parent = parent_run_id(sweep_dir) if sweep_dir else None
+        if logger.get("name") != "mlflow" or parent is None:
+            return
+        from mlflow.tracking import MlflowClient
+
+        from vzexp.tracking import tracking_uri
+
+        client = self.client or MlflowClient(tracking_uri(logger.get("tracking_uri")))
+        num = OmegaConf.select(config, "hydra.job.num")
+        overrides = " ".join(OmegaConf.select(config, "hydra.overrides.task") or [])
+        error = job_return._return_value
+        client.set_tag(
+            parent,
+            f"vzexp.sweep.failed.{num}",
+            f"{overrides} :: {type(error).__name__}: {error}"[:5000],
+        )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         # a search sweeper's summary (hydra/sweeper=optuna) goes on the parent too

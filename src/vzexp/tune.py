@@ -65,11 +65,15 @@ def run_key(settings: VzexpConfig) -> str:
 
 def tune_and_evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> dict[str, float]:
     from hydra.utils import instantiate
-    from lightning.pytorch.callbacks import ModelCheckpoint
 
     from vzexp.data.instruct import InstructDataset
     from vzexp.engine.feature_cache import FeatureCache, check_cacheable
-    from vzexp.engine.tuning import AtomicCheckpointIO, ProjectorTuner, TuneDataModule
+    from vzexp.engine.tuning import (
+        AtomicCheckpointIO,
+        EpochCheckpoint,
+        ProjectorTuner,
+        TuneDataModule,
+    )
     from vzexp.models.llava import install, tokens_per_image, uninstall
     from vzexp.models.projector import ARTIFACT_PATH, save_projector
     from vzexp.models.tiny_recipe import _attached_logger
@@ -153,7 +157,8 @@ def tune_and_evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> 
         use_distributed_sampler=False,  # TuneDataModule shards itself, the same way for 1 or N
         logger=_attached_logger(tracker, settings) or False,
         log_every_n_steps=1,
-        callbacks=[ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0), timer],
+        callbacks=[EpochCheckpoint(last), timer],
+        enable_checkpointing=False,  # EpochCheckpoint writes last.ckpt itself
         plugins=[AtomicCheckpointIO()],
         enable_model_summary=False,
         default_root_dir=str(out),

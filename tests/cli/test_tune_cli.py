@@ -91,7 +91,7 @@ def test_ddp_two_processes_train_as_one_with_the_same_global_batch(tmp_path, cli
 def test_a_killed_tuning_resumes_from_its_checkpoint_to_the_same_projector(tmp_path, cli_env):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     whole.mkdir(), killed.mkdir()
-    args = [*SMALL, "train_data.scenes=48", "task.epochs=4", "task.baseline=false", "logger=none"]
+    args = [*SMALL, "train_data.scenes=48", "task.epochs=8", "task.baseline=false", "logger=none"]
     assert run_cli(args, cli_env, whole).returncode == 0
     proc = subprocess.Popen(
         [sys.executable, "-m", "vzexp", *args],

@@ -89,7 +89,9 @@ def forward(ids: torch.Tensor, mask: torch.Tensor, feats: torch.Tensor) -> torch
 
 
 def prompt_ids(question: str) -> list[int]:
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
+    ]
     text = proc.apply_chat_template(messages, add_generation_prompt=True)
     ids = tok(text, add_special_tokens=False).input_ids
     at = ids.index(image_id)
@@ -138,15 +140,21 @@ def evaluate_text() -> str:
     model.eval()
     hits: dict[str, list[int]] = defaultdict(list)
     for k, s in enumerate(test_items):
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": s.question}]}]
-        ids = tok(proc.apply_chat_template(messages, add_generation_prompt=True), add_special_tokens=False).input_ids
+        messages = [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": s.question}]}
+        ]
+        ids = tok(
+            proc.apply_chat_template(messages, add_generation_prompt=True), add_special_tokens=False
+        ).input_ids
         ids = in_slot(ids, caption(test.scene(k)))
         ids_t = torch.tensor([ids])
         logits = forward(ids_t, torch.ones_like(ids_t), None)
         hits[s.meta["type"]].append(int(logits[0, -1].argmax().item() == answers[k]))
     model.train()
     all_ = sum(sum(v) for v in hits.values()) / len(test_items)
-    return f"text_acc={all_:.2f} " + " ".join(f"{t}={sum(v) / len(v):.2f}" for t, v in sorted(hits.items()))
+    return f"text_acc={all_:.2f} " + " ".join(
+        f"{t}={sum(v) / len(v):.2f}" for t, v in sorted(hits.items())
+    )
 
 
 # phases: [mode, steps, lr, batch]; mode text = LLM on caption-in-context text, proj = projector
@@ -192,13 +200,20 @@ for mode, n_steps, lr, batch in phases:
             step += 1
             done += 1
             if step % 50 == 0:
-                print(f"{name} {mode} {step} loss {sum(losses[-50:]) / 50:.3f} {time.time() - t:.0f}s", flush=True)
+                print(
+                    f"{name} {mode} {step} loss {sum(losses[-50:]) / 50:.3f} {time.time() - t:.0f}s",
+                    flush=True,
+                )
             if done % every == 0 or done == n_steps:
                 if mode == "text":
                     print(f"{name} {mode} {step} EVAL {evaluate_text()}", flush=True)
                 else:
                     acc = evaluate()
-                    print(f"{name} {mode} {step} EVAL " + " ".join(f"{k}={v:.2f}" for k, v in sorted(acc.items())), flush=True)
+                    print(
+                        f"{name} {mode} {step} EVAL "
+                        + " ".join(f"{k}={v:.2f}" for k, v in sorted(acc.items())),
+                        flush=True,
+                    )
             if done >= n_steps:
                 break
         epoch += 1

@@ -50,6 +50,14 @@ def split_budget(
     elif contextual is None:
         contextual = 0 if tokens is None else tokens - dominant
     check_split(dominant, contextual, num_patches, has_cls)
+    if tokens is not None and dominant + contextual != tokens:
+        # both given explicitly and they disagree with the budget: never guess which one is meant
+        raise BudgetError(
+            "compressor.dominant",
+            dominant,
+            f"dominant + contextual = tokens, but {dominant} + {contextual} != {tokens}; set "
+            f"tokens={dominant + contextual}, or give only one of dominant/contextual",
+        )
     return dominant, contextual
 
 

@@ -158,6 +158,8 @@ class Evaluator(L.LightningModule):
             self.save_overlays(batch)
         texts = self.processor.tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
         n = len(texts)
+        # the kept token indices per sample: a rerun must select the same ones (determinism)
+        kept = stats.last.index if stats.last is not None and n == stats.images else None
         records = []
         for i, text in enumerate(texts):
             records.append(
@@ -185,6 +187,8 @@ class Evaluator(L.LightningModule):
                     "generate_s": total / n,
                 }
             )
+            if kept is not None:
+                records[-1]["kept"] = kept[i].tolist()
             records[-1]["correct"] = self.sample_score(records[-1])
         return records
 

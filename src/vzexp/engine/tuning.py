@@ -115,3 +115,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
         super().save_checkpoint(checkpoint, tmp, storage_options)
         os.replace(tmp, path)
+
+
+class EpochCheckpoint(L.Callback):
+    """`last.ckpt` at the end of every training epoch (projector + optimiser + loop state): a
+    killed run resumes at the last finished epoch, whose data order it replays exactly."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        trainer.save_checkpoint(self.path)
