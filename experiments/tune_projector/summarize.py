@@ -13,18 +13,8 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from vzexp.data.shapes import QUESTION_TYPES as TYPES
 from vzexp.tracking import is_sweep_parent, tracking_uri
-
-TYPES = (
-    "color",
-    "shape",
-    "count",
-    "exist_random",
-    "exist_popular",
-    "exist_adversarial",
-    "position",
-    "small",
-)
 
 
 def mean_std(values: list[float]) -> str:

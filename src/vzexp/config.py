@@ -101,6 +101,9 @@ class DataConfig:
     num_workers: int = 0
     # the benchmark's official rule (vzexp.data.scorers); per type breakdowns come from meta
     scorer: str = "exact_match"
+    # an unreadable or truncated image: fail (stop, one line) or skip (record it as skipped,
+    # score the rest, report the count as skipped_samples)
+    on_bad_image: str = "fail"
 
     def __post_init__(self):
         if self.limit is not None and self.limit < 1:
@@ -111,6 +114,8 @@ class DataConfig:
             raise ConfigError("data.batch_size", self.batch_size, "an integer >= 1")
         if self.num_workers < 0:
             raise ConfigError("data.num_workers", self.num_workers, "an integer >= 0")
+        if self.on_bad_image not in ("fail", "skip"):
+            raise ConfigError("data.on_bad_image", self.on_bad_image, "fail or skip")
 
 
 @dataclass

@@ -216,6 +216,18 @@ def sample_ids(dataset, limit: int | None) -> list[str]:
     return [dataset[i].id for i in range(count)]
 
 
+def trainer_settings(settings: VzexpConfig) -> dict[str, Any]:
+    """The `trainer` group as Lightning Trainer arguments (evaluation and tuning alike)."""
+    t = settings.trainer
+    return dict(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,
+    )
+
+
 def predictor(settings: VzexpConfig, tracker):
     """predict(model, processor, dataset, predictions_path) -> metrics, with this run's trainer
     settings. Predictions go to disk per batch (each rank its own part) and resume; rank 0
@@ -248,11 +260,7 @@ def predictor(settings: VzexpConfig, tracker):
             )
         scorer = scorer_for(settings.data.scorer)
         trainer = L.Trainer(
-            accelerator=settings.trainer.accelerator,
-            devices=settings.trainer.devices,
-            num_nodes=settings.trainer.num_nodes,
-            strategy=settings.trainer.strategy,
-            precision=settings.trainer.precision,
+            **trainer_settings(settings),
             logger=False,
             enable_checkpointing=False,
             enable_model_summary=False,
@@ -260,8 +268,11 @@ def predictor(settings: VzexpConfig, tracker):
             callbacks=[PredictionWriter(store)],
         )
         if todo:
+            from vzexp.engine.evaluate import SkipBadImages
+
+            source = SkipBadImages(dataset) if settings.data.on_bad_image == "skip" else dataset
             datamodule = EvalDataModule(
-                Subset(dataset, todo),
+                Subset(source, todo),
                 processor,
                 settings.data.batch_size,
                 None,

@@ -78,7 +78,7 @@ def tune_and_evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> 
     from vzexp.models.projector import ARTIFACT_PATH, save_projector
     from vzexp.models.tiny_recipe import _attached_logger
     from vzexp.paths import cache_dir
-    from vzexp.run import load_model, predictions_path, predictor, rank
+    from vzexp.run import load_model, predictions_path, predictor, rank, trainer_settings
 
     task = settings.task
     if settings.train_data is None:  # before any model is loaded
@@ -146,11 +146,7 @@ def tune_and_evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> 
         log.info("resuming the tuning from %s", last)
     timer = EpochTimer()
     trainer = L.Trainer(
-        accelerator=settings.trainer.accelerator,
-        devices=settings.trainer.devices,
-        num_nodes=settings.trainer.num_nodes,
-        strategy=settings.trainer.strategy,
-        precision=settings.trainer.precision,
+        **trainer_settings(settings),
         max_epochs=task.epochs,
         accumulate_grad_batches=task.accumulate,
         gradient_clip_val=task.grad_clip,

@@ -69,6 +69,11 @@ CASES = {
     "unwritable output directory": (under_a_file, "cannot create the run's output directory"),
     "bad precision": (["trainer.precision=8-bit"], "trainer.precision='8-bit' is not allowed"),
     "tuning without training data": (["task=tune"], "train_data=None is not allowed"),
+    "tuning with FSDP": (
+        ["task=tune", "train_data=shapes", "trainer.strategy=fsdp"],
+        "trainer.strategy='fsdp' is not allowed",
+    ),
+    "bad image policy": (["data.on_bad_image=ignore"], "data.on_bad_image='ignore'"),
 }
 
 

@@ -41,14 +41,15 @@ def test_every_benchmark_reads_scores_and_logs(tmp_path, cli_env):
     assert by_name["mmbench"]["samples"] == 5  # 3 + 2 rotations
 
 
-def test_a_corrupt_image_fails_cleanly_and_keeps_predictions(tmp_path, cli_env):
+def pope_with_a_bad_image(tmp_path, bad: int, content: bytes) -> list[str]:
+    """Three POPE samples in LLaVA's layout whose image `bad` holds `content`; the CLI args."""
     data = tmp_path / "pope"
     (data / "images").mkdir(parents=True)
     for k in range(3):
         Image.fromarray(np.full((20, 20, 3), 40 * k, dtype=np.uint8)).save(
             data / "images" / f"{k}.png"
         )
-    (data / "images" / "2.png").write_bytes(b"garbage")
+    (data / "images" / f"{bad}.png").write_bytes(content)
     rows = [
         {"question_id": k, "image": f"{k}.png", "text": "Is it red?", "category": "random"}
         for k in range(3)
@@ -58,7 +59,11 @@ def test_a_corrupt_image_fails_cleanly_and_keeps_predictions(tmp_path, cli_env):
     (data / "annotations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in labels))
     args = ["data=pope", f"data.root={data}", "data.dataset.layout=llava", "model=tiny_random"]
     args += ["data.dataset.questions=questions.jsonl", "data.dataset.annotations=annotations.jsonl"]
-    args += ["data.dataset.images=images"]
+    return [*args, "data.dataset.images=images"]
+
+
+def test_a_corrupt_image_fails_cleanly_and_keeps_predictions(tmp_path, cli_env):
+    args = pope_with_a_bad_image(tmp_path, bad=2, content=b"garbage")
     proc = run_cli([*args, "data.batch_size=1"], cli_env, tmp_path)
     assert proc.returncode == 2
     assert (
@@ -70,3 +75,17 @@ def test_a_corrupt_image_fails_cleanly_and_keeps_predictions(tmp_path, cli_env):
     assert [json.loads(line)["id"] for line in part.read_text().splitlines()] == ["0", "1"]
     _, found = runs(cli_env)
     assert [r.info.status for r in found] == ["FAILED"]
+
+
+def test_on_bad_image_skip_records_counts_and_scores_the_rest(tmp_path, cli_env):
+    args = pope_with_a_bad_image(tmp_path, bad=1, content=b"\x89PNG truncated")
+    proc = run_cli([*args, "data.on_bad_image=skip", "data.batch_size=2"], cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, [run] = runs(cli_env)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["skipped_samples"] == 1 and run.data.metrics["samples"] == 2
+    (path,) = tmp_path.glob("outputs/*/*/predictions.jsonl")
+    records = {r["id"]: r for r in map(json.loads, path.read_text().splitlines())}
+    assert set(records) == {"0", "1", "2"}  # the skipped sample is recorded, not dropped
+    assert "could not be read" in records["1"]["skipped"]
+    assert not records["0"].get("skipped") and not records["2"].get("skipped")

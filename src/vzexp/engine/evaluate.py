@@ -23,6 +23,11 @@ class Collator:
         self.processor = processor
 
     def __call__(self, samples: list[Sample]) -> dict[str, Any]:
+        # samples whose image could not be read (data.on_bad_image=skip) are passed through
+        skipped = [s for s in samples if s.image is None]
+        samples = [s for s in samples if s.image is not None]
+        if not samples:
+            return {"inputs": None, "skipped": skipped}
         prompts = [
             self.processor.apply_chat_template(
                 [
@@ -48,6 +53,7 @@ class Collator:
             "answers": [s.answer for s in samples],
             "types": [s.meta.get("type") for s in samples],
             "metas": [s.meta for s in samples],
+            "skipped": skipped,
         }
 
 
@@ -140,6 +146,24 @@ class Evaluator(L.LightningModule):
             picture.save(self.overlay_dir / f"{name}.png")
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        skipped = [
+            {
+                "id": s.id,
+                "question": s.question,
+                "answer": s.answer,
+                "type": s.meta.get("type"),
+                "meta": s.meta,
+                "prediction": "",
+                "skipped": s.meta["skipped"],
+                "correct": False,
+            }
+            for s in batch.get("skipped", [])
+        ]
+        if batch["inputs"] is None:
+            return skipped
+        return self.generate_step(batch, batch_idx) + skipped
+
+    def generate_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         stats = self.model.vzexp_stats
         stats.reset()
         timer = PhaseTimer()
@@ -212,7 +236,10 @@ def accuracy_by_type(records: list[dict[str, Any]]) -> dict[str, float]:
 
 def summarize(records: list[dict[str, Any]], device: str, scorer=None) -> dict[str, float]:
     """The benchmark's metrics (its scorer; mean per-sample score otherwise), accuracy per
-    question type when samples carry one, and the efficiency figures."""
+    question type when samples carry one, and the efficiency figures. Samples skipped for an
+    unreadable image (data.on_bad_image=skip) are left out of every figure and counted."""
+    skipped = sum(1 for r in records if r.get("skipped"))
+    records = [r for r in records if not r.get("skipped")]
     n = max(len(records), 1)
     mean = lambda key: sum(r[key] for r in records) / n  # noqa: E731
     scores = scorer.metrics(records) if scorer is not None else {}
@@ -221,6 +248,7 @@ def summarize(records: list[dict[str, Any]], device: str, scorer=None) -> dict[s
         **scores,
         **accuracy_by_type(records),
         "samples": float(len(records)),
+        **({"skipped_samples": float(skipped)} if skipped else {}),
         "visual_tokens": mean("visual_tokens"),
         "visual_tokens_llm": mean("visual_tokens_llm"),
         "prefill_ms_per_sample": 1000 * mean("prefill_s"),
@@ -233,3 +261,25 @@ def summarize(records: list[dict[str, Any]], device: str, scorer=None) -> dict[s
         "generate_ms_per_sample": 1000 * mean("generate_s"),
         "peak_memory_mb": peak_memory_mb(device),
     }
+
+
+class SkipBadImages(Dataset):
+    """data.on_bad_image=skip: a sample whose image cannot be read becomes a placeholder that
+    the evaluator records as skipped (with the reason) instead of stopping the run."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> Sample:
+        from vzexp.errors import MissingPathError
+
+        try:
+            return self.dataset[i]
+        except MissingPathError as exc:
+            sample_id = self.dataset.sample_id(i) if hasattr(self.dataset, "sample_id") else str(i)
+            return Sample(
+                id=sample_id, image=None, question="", answer="", meta={"skipped": str(exc)}
+            )
