@@ -20,6 +20,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from vzexp.atomic import atomic_path
 from vzexp.tracking import is_sweep_parent, tracking_uri
 
 FIELDS = [
@@ -198,7 +199,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format="png")  # the path may be a temporary name
     plt.close(fig)
 
 
@@ -245,12 +246,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(markdown(rows))
-    with (out / "report.csv").open("w", newline="") as f:
+    # each file whole or absent: a report killed mid-way never leaves a truncated table
+    with atomic_path(out / "report.md") as tmp:
+        tmp.write_text(markdown(rows))
+    with atomic_path(out / "report.csv") as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    plot(rows, out / "accuracy_vs_tokens.png")
+    with atomic_path(out / "accuracy_vs_tokens.png") as tmp:
+        plot(rows, tmp)
     if parent:
         for name in ("report.md", "report.csv", "accuracy_vs_tokens.png"):
             client.log_artifact(parent, str(out / name), artifact_path="report")

@@ -69,3 +69,17 @@ def test_the_all_tokens_reference_can_come_from_another_experiment():
 )
 def test_the_mlflow_experiment_follows_the_hydra_experiment(configured, choices, expected):
     assert experiment_name(configured, choices) == expected
+
+
+def test_atomic_files_are_whole_or_keep_their_previous_content(tmp_path):
+    from vzexp.atomic import atomic_path
+
+    target = tmp_path / "report.md"
+    with atomic_path(target) as tmp:
+        tmp.write_text("first")
+    assert target.read_text() == "first"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed while writing")
+    assert target.read_text() == "first"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
+from vzexp.atomic import atomic_path
 from vzexp.errors import ConfigError, MissingPathError
 
 WEIGHTS, INFO = "projector.safetensors", "projector.json"
@@ -19,8 +20,10 @@ RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 def save_projector(model, directory: Path, info: dict) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in projector_of(model).state_dict().items()}
-    save_file(state, directory / WEIGHTS)
-    (directory / INFO).write_text(json.dumps(info, indent=2, default=str))
+    with atomic_path(directory / WEIGHTS) as tmp:
+        save_file(state, tmp)
+    with atomic_path(directory / INFO) as tmp:
+        tmp.write_text(json.dumps(info, indent=2, default=str))
     return directory
 
 
