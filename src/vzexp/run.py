@@ -288,6 +288,8 @@ def predictor(settings: VzexpConfig, tracker):
                 overlay_dir=output_dir() / "overlays" if overlays else None,
             )
             trainer.predict(evaluator, datamodule=datamodule, return_predictions=False)
+            # every rank's part file is complete before rank 0 merges them (DDP)
+            trainer.strategy.barrier("vzexp-predictions-written")
         if trainer.global_rank != 0:
             return {}
         records = store.merge(ids)
