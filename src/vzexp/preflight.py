@@ -1,5 +1,5 @@
 """Checks of the environment a run needs, made before any model is loaded or run is opened, so
-that a wrong device, an unreachable tracking server or an unwritable output directory costs
+that a wrong device, an unreachable tracking server or an uncreatable output directory costs
 seconds and gives one line saying what to change."""
 
 from __future__ import annotations
@@ -50,19 +50,6 @@ def check_tracking_server(uri: str, timeout: float = 5.0) -> None:
             f"logger.tracking_uri={uri!r}: no MLflow server answers there ({reason}); start it "
             f"(mlflow server --host {parsed.hostname} --port {parsed.port or 80}), fix "
             "MLFLOW_TRACKING_URI, or run with logger=none"
-        ) from None
-
-
-def check_writable(directory: Path, key: str = "hydra.run.dir") -> None:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / ".vzexp-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise EnvironmentProblem(
-            f"{key}={str(directory)!r}: cannot write the run's outputs there ({exc.strerror or exc}); "
-            f"choose a writable directory, e.g. {key}=/tmp/vzexp-run"
         ) from None
 
 

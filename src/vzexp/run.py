@@ -143,11 +143,11 @@ def rank() -> int:
 
 
 def preflight(settings: VzexpConfig, out: Path) -> None:
-    from vzexp.preflight import check_devices, check_tracking_server, check_writable
+    from vzexp.preflight import check_devices, check_tracking_server
     from vzexp.tracking import tracking_uri
 
     check_devices(settings.model.device, settings.trainer.accelerator)
-    check_writable(out)
+    out.mkdir(parents=True, exist_ok=True)
     if settings.logger.name == "mlflow" and rank() == 0:
         check_tracking_server(tracking_uri(settings.logger.tracking_uri))
 

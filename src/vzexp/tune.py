@@ -18,6 +18,16 @@ from vzexp.config import VzexpConfig, as_plain
 from vzexp.errors import ConfigError
 
 log = logging.getLogger("vzexp")
+# the task fields that decide the tuned projector (the rest only say what is evaluated or where)
+TRAINING_FIELDS = (
+    "epochs",
+    "batch_size",
+    "accumulate",
+    "lr",
+    "weight_decay",
+    "warmup_ratio",
+    "grad_clip",
+)
 
 
 def training_records(settings: VzexpConfig):
@@ -52,12 +62,7 @@ def run_key(settings: VzexpConfig) -> str:
             "tokens": settings.tokens,
             "seed": settings.seed,
             "train_data": as_plain(settings.train_data),
-            "tune": {
-                k: v
-                for k, v in as_plain(settings.task).items()
-                if k in ("epochs", "batch_size", "accumulate", "lr", "weight_decay")
-                or k in ("warmup_ratio", "grad_clip")
-            },
+            "tune": {k: v for k, v in as_plain(settings.task).items() if k in TRAINING_FIELDS},
             "trainer": {"precision": settings.trainer.precision},
         }
     )
@@ -67,7 +72,7 @@ def tune_and_evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> 
     from hydra.utils import instantiate
 
     from vzexp.data.instruct import InstructDataset
-    from vzexp.engine.feature_cache import FeatureCache, check_cacheable
+    from vzexp.engine.feature_cache import FeatureCache, check_cacheable, check_tunable
     from vzexp.engine.tuning import (
         AtomicCheckpointIO,
         EpochCheckpoint,
@@ -99,6 +104,7 @@ def tune_and_evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> 
     eval_set = instantiate(settings.data.dataset)
     words = eval_set.vocabulary() if hasattr(eval_set, "vocabulary") else []
     model, processor = load_model(settings, words)
+    check_tunable(compressor)
     if task.cache:
         check_cacheable(compressor)
     predict = predictor(settings, tracker)

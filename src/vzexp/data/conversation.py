@@ -95,3 +95,18 @@ class ConversationEncoder:
                 )
             self._checked.add(shape)
         return input_ids, labels
+
+
+def pad_right(items: list[dict], pad_id: int) -> dict:
+    """Training items' input_ids/labels -> right-padded (B, T) input_ids, labels (IGNORE_INDEX
+    in the padding) and attention_mask."""
+    import torch
+
+    width = max(len(it["input_ids"]) for it in items)
+    ids = torch.full((len(items), width), pad_id)
+    labels = torch.full((len(items), width), IGNORE_INDEX)
+    mask = torch.zeros((len(items), width), dtype=torch.long)
+    for row, it in enumerate(items):
+        n = len(it["input_ids"])
+        ids[row, :n], labels[row, :n], mask[row, :n] = it["input_ids"], it["labels"], 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from vzexp.data.conversation import ConversationEncoder
+from vzexp.data.conversation import ConversationEncoder, pad_right
 from vzexp.errors import ConfigError, MissingPathError
 
 IMAGE_MARK = "<image>"
@@ -146,21 +146,8 @@ class InstructDataset(Dataset):
 
 def collate(items: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded ids/labels/mask, the samples' indices, and stacked pixels if present."""
-    from vzexp.data.conversation import IGNORE_INDEX
-
-    width = max(len(it["input_ids"]) for it in items)
-    ids = torch.full((len(items), width), pad_id)
-    labels = torch.full((len(items), width), IGNORE_INDEX)
-    mask = torch.zeros((len(items), width), dtype=torch.long)
-    for row, it in enumerate(items):
-        n = len(it["input_ids"])
-        ids[row, :n], labels[row, :n], mask[row, :n] = it["input_ids"], it["labels"], 1
-    batch = {
-        "input_ids": ids,
-        "labels": labels,
-        "attention_mask": mask,
-        "index": torch.tensor([it["index"] for it in items]),
-    }
+    batch = pad_right(items, pad_id)
+    batch["index"] = torch.tensor([it["index"] for it in items])
     if "pixel_values" in items[0]:
         batch["pixel_values"] = torch.stack([it["pixel_values"] for it in items])
     return batch

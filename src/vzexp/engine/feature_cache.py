@@ -46,7 +46,8 @@ def images_fingerprint(paths: list[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-def check_cacheable(compressor) -> None:
+def check_tunable(compressor) -> None:
+    """Projector tuning feeds the compressor's tokens to the projector: encoder-side only."""
     if getattr(compressor, "kind", "encoder") != "encoder":
         raise ConfigError(
             "compressor",
@@ -54,6 +55,10 @@ def check_cacheable(compressor) -> None:
             "an encoder-side strategy for projector tuning (LLM-side ones prune inside the "
             "LLM; evaluate them with task=eval)",
         )
+
+
+def check_cacheable(compressor) -> None:
+    check_tunable(compressor)
     if getattr(compressor, "selects_after_projector", False):
         raise ConfigError(
             "task.cache",

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from vzexp.data.conversation import IGNORE_INDEX, ConversationEncoder
+from vzexp.data.conversation import IGNORE_INDEX, ConversationEncoder, pad_right
 from vzexp.engine.schedule import Scheduled
 
 # Not asked in any stage any more; its words stay in the vocabulary so that rebuilds keep the shipped
@@ -195,14 +195,7 @@ class Collate:
             images = torch.stack([it["images"] for it in items])
             batch["pixel_values"] = normalize_pixels(images, self.mean, self.std)
         if "input_ids" in items[0]:
-            width = max(len(it["input_ids"]) for it in items)
-            ids = torch.full((len(items), width), self.pad_id)
-            labels = torch.full((len(items), width), IGNORE_INDEX)
-            mask = torch.zeros((len(items), width), dtype=torch.long)
-            for row, it in enumerate(items):
-                n = len(it["input_ids"])
-                ids[row, :n], labels[row, :n], mask[row, :n] = it["input_ids"], it["labels"], 1
-            batch.update(input_ids=ids, labels=labels, attention_mask=mask)
+            batch.update(pad_right(items, self.pad_id))
         for key in ("present", "count", "patch_color", "patch_shape"):
             if key in items[0]:
                 batch[key] = torch.stack([it[key] for it in items])
