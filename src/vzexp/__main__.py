@@ -38,10 +38,15 @@ def _entry(cfg: DictConfig) -> dict[str, float]:
         except Exception as exc:  # e.g. Hydra's instantiate wraps a VzexpError of a dataset
             raise user_error(exc) or exc from None
     except VzexpError as exc:
-        if verbose or _multirun():
-            # In a sweep, let Hydra record this job as failed and go on with the others.
-            logging.getLogger("vzexp").error("vzexp: error: %s", exc)
+        if verbose:
             raise
+        if _multirun():
+            # Let Hydra record this job as failed and go on with the others; it reports the
+            # first failure at the end, as this one line (a CompactHydraException).
+            from vzexp.sweep import SweepJobError
+
+            logging.getLogger("vzexp").error("vzexp: error: %s", exc)
+            raise SweepJobError(f"vzexp: error: {exc}") from exc
         print(f"vzexp: error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
     return metrics  # a sweeper (hydra/sweeper=optuna) reads its objectives from these

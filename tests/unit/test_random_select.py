@@ -68,3 +68,17 @@ def test_draws_cover_patches_uniformly():
 def test_impossible_budgets_name_tokens(budget):
     with pytest.raises(BudgetError, match="tokens"):
         RandomSelect(budget=budget).output_tokens(16, True)
+
+
+def test_named_samples_get_their_own_draws_whatever_the_batch():
+    # the evaluation loop names each batch's samples: a sample's draws then depend on its id and
+    # the seed only, not on its batch, its DDP rank or a resumed run
+    together = RandomSelect(budget=5, seed=2)
+    together.sample_keys = ["a", "b", "c"]
+    alone = RandomSelect(budget=5, seed=2)
+    alone.sample_keys = ["c"]
+    first = together.compress(capture(batch=3)).index
+    assert torch.equal(alone.compress(capture(batch=1)).index[0], first[2])
+    other_seed = RandomSelect(budget=5, seed=3)
+    other_seed.sample_keys = ["c"]
+    assert not torch.equal(other_seed.compress(capture(batch=1)).index[0], first[2])

@@ -41,6 +41,9 @@ class Compressor(ABC):
     needs_received_attention: bool = False
     needs_projections: bool = False  # raw q (CLS row) / k projections at the selection layer
     selects_after_projector: bool = False  # reads capture.project (cannot be cached for tuning)
+    # The ids of the batch's samples, set by the evaluation loop before each batch, so that
+    # random choices are drawn per sample (vzexp.compress.draws).
+    sample_keys: list[str] | None = None
 
     def __init__(self, layer: int = -2):
         self.layer = layer

@@ -1,7 +1,8 @@
 """Random selection: CLS (if any) plus patches drawn uniformly without replacement, per image.
 
 The floor every attention-based strategy must beat at the same budget. Draws come from the
-compressor's own generator, seeded by `seed`, so a run is reproducible and seeds measure noise."""
+strategy's own seeded draws (vzexp.compress.draws): per sample (seed, id) in an evaluation, so a
+run is reproducible whatever its batch size, devices or resumes, and seeds measure noise."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 
 from vzexp.compress.base import CompressionResult, Compressor
 from vzexp.compress.budget import check_tokens
+from vzexp.compress.draws import SeededDraws
 from vzexp.compress.tokens import gather_rows
 from vzexp.encoders.capture import LayerCapture
 
@@ -19,7 +21,7 @@ class RandomSelect(Compressor):
     def __init__(self, budget: int | None = None, seed: int = 0, layer: int = -2):
         super().__init__(layer)
         self.budget, self.seed = budget, seed
-        self._generator = torch.Generator().manual_seed(seed)
+        self._draws = SeededDraws(seed)
 
     def output_tokens(self, num_patches: int, has_cls: bool) -> int:
         seq_len = num_patches + int(has_cls)
@@ -30,7 +32,7 @@ class RandomSelect(Compressor):
         b, t, _ = capture.hidden.shape
         offset = int(capture.has_cls)
         picks = self.output_tokens(t - offset, capture.has_cls) - offset
-        noise = torch.rand(b, t - offset, generator=self._generator).to(capture.hidden.device)
+        noise = self._draws.uniform(b, t - offset, self.sample_keys).to(capture.hidden.device)
         index = noise.topk(picks, dim=1).indices + offset
         if offset:
             index = torch.cat([torch.zeros(b, 1, dtype=index.dtype, device=index.device), index], 1)

@@ -14,6 +14,7 @@ The paper's ablations are parameters of the same class, not copies:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -21,6 +22,7 @@ from torch import Tensor
 
 from vzexp.compress.base import CompressionResult, Compressor
 from vzexp.compress.budget import check_tokens, split_budget
+from vzexp.compress.draws import SeededDraws
 from vzexp.compress.tokens import gather_rows, keep_mask, unit, with_cls
 from vzexp.encoders.capture import LayerCapture
 
@@ -52,10 +54,12 @@ def select_dominant(
     return index, keep_mask(index, t)
 
 
-def pick_targets(features: Tensor, contextual: int, rule: str, generator: torch.Generator | None):
+def pick_targets(
+    features: Tensor, contextual: int, rule: str, draw: Callable[[int, int], Tensor] | None
+):
     """Positions (B, C), ascending, of the contextual targets among M remaining tokens.
     uniform: 0, step, 2*step, ... with step = max(1, M // C) (the reference);
-    random: C positions drawn uniformly per image; similarity: greedy farthest-point cover of the
+    random: C positions drawn uniformly per image (draw(rows, size): uniform noise); similarity: greedy farthest-point cover of the
     unit features, starting from the densest token (highest mean similarity to the others)."""
     b, m, _ = features.shape
     device = features.device
@@ -63,7 +67,7 @@ def pick_targets(features: Tensor, contextual: int, rule: str, generator: torch.
         step = max(1, m // contextual)
         return torch.arange(0, m, step, device=device)[:contextual].expand(b, -1)
     if rule == "random":
-        noise = torch.rand(b, m, generator=generator).to(device)
+        noise = draw(b, m).to(device)
         return noise.topk(contextual, dim=1).indices.sort(dim=1).values
     similarity = torch.bmm(features, features.transpose(1, 2))  # (B, M, M)
     chosen = [similarity.mean(dim=2).argmax(dim=1)]
@@ -83,7 +87,7 @@ def merge_contextual(
     contextual: int,
     target_pick: str = "uniform",
     merge: str = "add",
-    generator: torch.Generator | None = None,
+    draw: Callable[[int, int], Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Merge M remaining tokens into `contextual` tokens. hidden (B, M, d); features (B, M, f),
     the space similarity is measured in (keys by default). Returns (contextual tokens (B, C, d),
@@ -91,7 +95,7 @@ def merge_contextual(
     positions (B, C))."""
     b, m, d = hidden.shape
     features = unit(features)
-    targets = pick_targets(features, contextual, target_pick, generator)  # (B, C)
+    targets = pick_targets(features, contextual, target_pick, draw)  # (B, C)
     is_target = keep_mask(targets, m)
     rows = torch.arange(b, device=hidden.device).unsqueeze(1)
     others = ~is_target
@@ -144,7 +148,7 @@ class VisionZip(Compressor):
         self.budget, self.dominant, self.contextual = budget, dominant, contextual
         self.merge_space, self.target_pick, self.merge = merge_space, target_pick, merge
         self.keep_cls, self.seed = keep_cls, seed
-        self._generator = torch.Generator().manual_seed(seed)
+        self._draws = SeededDraws(seed)
 
     def split(self, num_patches: int, has_cls: bool) -> tuple[int, int]:
         # Without keep_cls the CLS token is neither kept nor merged: the tower looks CLS-free.
@@ -173,7 +177,7 @@ class VisionZip(Compressor):
             contextual,
             self.target_pick,
             self.merge,
-            self._generator,
+            lambda rows, size: self._draws.uniform(rows, size, self.sample_keys),
         )
         return CompressionResult(
             tokens=torch.cat([kept, ctx], dim=1),

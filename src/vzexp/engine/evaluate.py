@@ -166,6 +166,8 @@ class Evaluator(L.LightningModule):
     def generate_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         stats = self.model.vzexp_stats
         stats.reset()
+        # random choices are drawn per sample id: the same whatever the batch, rank or resume
+        self.model.vzexp_compressor.sample_keys = [str(i) for i in batch["ids"]]
         timer = PhaseTimer()
         inputs = batch["inputs"]
         prompt_len = inputs["input_ids"].shape[1]
