@@ -79,3 +79,10 @@ def cli_env(tmp_path) -> dict[str, str]:
 
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def real_cache(tmp_path_factory) -> Path:
+    """A cache directory shared by the tests of the real pretrained parts, so each part is
+    converted once per test session (as users convert it once into ~/.cache/vzexp)."""
+    return tmp_path_factory.mktemp("vzexp-real-cache")

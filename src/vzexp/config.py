@@ -25,6 +25,7 @@ from vzexp.errors import ConfigError
 class EncoderKind(StrEnum):
     clip = "clip"
     siglip = "siglip"
+    dinov2 = "dinov2"
 
 
 class ModelKind(StrEnum):
@@ -55,6 +56,12 @@ class EncoderConfig:
     kind: EncoderKind = EncoderKind.clip
     path: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    # The resolution the tower runs at, when not its checkpoint's (DINOv2: the position table is
+    # interpolated once to it); null: the checkpoint's own.
+    image_size: int | None = None
+    # ImageNet normalisation (DINOv2) instead of CLIP's
+    image_mean: list[float] | None = None
+    image_std: list[float] | None = None
 
 
 @dataclass
@@ -63,6 +70,9 @@ class LLMConfig:
     kind: str = "llama"
     path: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    # the chat template: null for the tokenizer's own; chatml for a ChatML LLM (SmolLM2, Qwen),
+    # with an <image> slot in user turns
+    chat_template: str | None = None
 
 
 @dataclass
@@ -270,7 +280,7 @@ class TrainDataConfig:
             raise ConfigError("train_data.fraction", self.fraction, "a fraction in (0, 1]")
         if self.limit is not None and self.limit < 1:
             raise ConfigError("train_data.limit", self.limit, "an integer >= 1, or null for all")
-        if self.path is None and self.scenes < 1:
+        if self.path is None and self.name == "shapes" and self.scenes < 1:
             raise ConfigError("train_data.scenes", self.scenes, "an integer >= 1")
 
 
@@ -387,12 +397,22 @@ def _type_name(hint: Any) -> str:
     return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
 
 
+def _pretrained_dir(name: str) -> str:
+    from vzexp.pretrained import pretrained_dir
+
+    return str(pretrained_dir(name))
+
+
 def register_configs() -> None:
     from vzexp.paths import resource_dir
 
     if not OmegaConf.has_resolver("vzexp_resource"):
         # ${vzexp_resource:tiny_shapes}: a directory shipped inside the package (works for wheels).
         OmegaConf.register_new_resolver("vzexp_resource", lambda name: str(resource_dir() / name))
+    if not OmegaConf.has_resolver("vzexp_pretrained"):
+        # ${vzexp_pretrained:dinov2_small}: a part converted from a PyPI package into the cache
+        # (on first use; vzexp.pretrained)
+        OmegaConf.register_new_resolver("vzexp_pretrained", _pretrained_dir)
     cs = ConfigStore.instance()
     cs.store(name="vzexp_schema", node=VzexpConfig)
     for group, node in (

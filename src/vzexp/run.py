@@ -42,8 +42,10 @@ def tower_shape(settings: VzexpConfig) -> tuple[int, int, bool]:
         vision = AutoConfig.for_model(
             ENCODER_KINDS[settings.encoder.kind.value], **settings.encoder.config
         )
-    grid = vision.image_size // vision.patch_size
-    return grid * grid, vision.num_hidden_layers, vision.model_type.startswith("clip")
+    size = settings.encoder.image_size if settings.model.kind != ModelKind.checkpoint else None
+    grid = (size or vision.image_size) // vision.patch_size
+    has_cls = vision.model_type.startswith("clip") or vision.model_type == "dinov2"
+    return grid * grid, vision.num_hidden_layers, has_cls
 
 
 def build_compressor(settings: VzexpConfig):

@@ -31,12 +31,19 @@ TRAINING_FIELDS = (
 
 
 def training_records(settings: VzexpConfig):
-    """(records, image root) of the training data: the user's LLaVA JSON, or the shapes train
-    split exported once into the cache."""
+    """(records, image root) of the training data: the user's LLaVA JSON, or the shapes or
+    easy-vqa train split exported into the cache."""
     from vzexp.data.instruct import read_instruct
 
     data = settings.train_data
-    if data.path is None:
+    if data.path is None and data.name == "easy_vqa":
+        from vzexp.data.easy_vqa import INSTRUCT_FILE, export_instruct
+        from vzexp.paths import cache_dir
+
+        root = cache_dir() / "train_data" / f"easy_vqa-train-seed{data.seed}"
+        image_root = export_instruct(root, "train", seed=data.seed)
+        path = root / INSTRUCT_FILE
+    elif data.path is None:
         from vzexp.data.shapes_instruct import INSTRUCT_FILE, shapes_instruct_dir
         from vzexp.paths import cache_dir
 

@@ -80,31 +80,55 @@ def cfg_side(num_patches: int) -> int:
     return side
 
 
+def vit_layers(root: nn.Module) -> nn.ModuleList | None:
+    """The encoder's layers: `.encoder.layers` (CLIP, SigLIP) or `.encoder.layer` (DINOv2)."""
+    encoder = getattr(root, "encoder", None)
+    layers = getattr(encoder, "layers", None)
+    return layers if layers is not None else getattr(encoder, "layer", None)
+
+
+def layer_attention(layer: nn.Module) -> nn.Module:
+    """A layer's self-attention (with q_proj / k_proj): `self_attn` (CLIP, SigLIP) or
+    `attention` (DINOv2)."""
+    attn = getattr(layer, "self_attn", None)
+    return attn if attn is not None else layer.attention
+
+
 def _vit_root(vision_model: nn.Module) -> nn.Module:
-    # transformers 5: CLIPVisionModel/SiglipVisionModel hold .encoder directly; 4.x-style
-    # wrappers (and CLIPModel) hold it under .vision_model.
+    # transformers 5: CLIPVisionModel/SiglipVisionModel/Dinov2Model hold .encoder directly;
+    # 4.x-style wrappers (and CLIPModel) hold it under .vision_model.
     for candidate in (vision_model, getattr(vision_model, "vision_model", None)):
-        if candidate is not None and hasattr(getattr(candidate, "encoder", None), "layers"):
+        if candidate is not None and vit_layers(candidate) is not None:
             return candidate
     raise ConfigError(
         "encoder",
         type(vision_model).__name__,
-        "a ViT tower with .encoder.layers and self_attn.q_proj/k_proj (CLIP, SigLIP)",
+        "a ViT tower whose layers' attention has q_proj/k_proj (CLIP, SigLIP, DINOv2)",
     )
 
 
 def tower_info(vision_model: nn.Module) -> TowerInfo:
     root = _vit_root(vision_model)
     cfg = root.config
-    attn = root.encoder.layers[0].self_attn
+    if getattr(cfg, "num_register_tokens", 0):
+        raise ConfigError(
+            "encoder",
+            type(root).__name__,
+            "a tower without register tokens (DINOv2 with registers is not supported yet)",
+        )
+    layers = vit_layers(root)
+    attn = layer_attention(layers[0])
     grid = cfg.image_size // cfg.patch_size
-    # CLIP prepends a class embedding; SigLIP has none.
-    has_cls = hasattr(getattr(root, "embeddings", None), "class_embedding")
+    # CLIP prepends a class embedding, DINOv2 a CLS token; SigLIP has none.
+    embeddings = getattr(root, "embeddings", None)
+    has_cls = hasattr(embeddings, "class_embedding") or hasattr(embeddings, "cls_token")
+    heads = getattr(attn, "num_heads", None) or attn.num_attention_heads
+    scale = getattr(attn, "scale", None) or attn.scaling
     return TowerInfo(
-        layers=root.encoder.layers,
-        num_heads=attn.num_heads,
+        layers=layers,
+        num_heads=heads,
         head_dim=attn.head_dim,
-        scale=float(attn.scale),
+        scale=float(scale),
         has_cls=has_cls,
         num_patches=grid * grid,
         patch_size=cfg.patch_size,
@@ -149,7 +173,7 @@ def capture_layer(
         if feature_layer is None
         else resolve_layer(feature_layer, info.depth, "model.feature_layer")
     )
-    attn = info.layers[sel].self_attn
+    attn = layer_attention(info.layers[sel])
     store: dict[str, Tensor] = {}
     want_all_queries = need_received or not info.has_cls
 

@@ -19,12 +19,13 @@ from transformers import (
 )
 
 from vzexp.errors import ConfigError, MissingPathError
-from vzexp.models.tokenizer import CHAT_TEMPLATE, build_word_tokenizer
+from vzexp.models.tokenizer import CHAT_TEMPLATE, CHAT_TEMPLATES, build_word_tokenizer
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 LLAVA_MODEL_TYPES = ("llava",)
-# Vision towers we can assemble, by config `kind`: (transformers config class name, has CLS).
-ENCODER_KINDS = {"clip": "clip_vision_model", "siglip": "siglip_vision_model"}
+# Vision towers we can assemble, by config `kind`: their transformers model type.
+ENCODER_KINDS = {"clip": "clip_vision_model", "siglip": "siglip_vision_model", "dinov2": "dinov2"}
+CLS_KINDS = ("clip", "dinov2")  # towers that prepend a CLS token (SigLIP has none)
 CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 
 
@@ -83,11 +84,23 @@ def _encoder(encoder_cfg: dict[str, Any], attn_implementation: str):
     kind = encoder_cfg.get("kind", "clip")
     if kind not in ENCODER_KINDS:
         raise ConfigError("encoder.kind", kind, f"one of {', '.join(ENCODER_KINDS)}")
+    size = encoder_cfg.get("image_size")
+    if size and kind != "dinov2":
+        raise ConfigError(
+            "encoder.image_size", size, "null for a clip or siglip tower (dinov2 only)"
+        )
     if encoder_cfg.get("path"):
         root = _check_checkpoint_dir(encoder_cfg["path"], "encoder.path", ())
         tower = AutoModel.from_pretrained(root, attn_implementation=attn_implementation)
-        return getattr(tower, "vision_model", tower).config, tower
+        tower = getattr(tower, "vision_model", tower)
+        if size:
+            from vzexp.pretrained.dinov2 import at_resolution
+
+            at_resolution(tower, size)
+        return tower.config, tower
     config = AutoConfig.for_model(ENCODER_KINDS[kind], **encoder_cfg.get("config", {}))
+    if size:
+        config.image_size = size
     return config, None
 
 
@@ -99,6 +112,13 @@ def _llm(llm_cfg: dict[str, Any], words: list[str], attn_implementation: str):
             tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
+        template = llm_cfg.get("chat_template")
+        if template:
+            if template not in CHAT_TEMPLATES:
+                raise ConfigError(
+                    "llm.chat_template", template, f"null or one of {', '.join(CHAT_TEMPLATES)}"
+                )
+            tokenizer.chat_template = CHAT_TEMPLATES[template]
         llm = AutoModelForCausalLM.from_pretrained(root, attn_implementation=attn_implementation)
         llm.resize_token_embeddings(len(tokenizer))
         return llm.config, llm, tokenizer
@@ -131,7 +151,7 @@ def assemble(
     vision_config, tower = _encoder(encoder_cfg, attn_implementation)
     text_config, llm, tokenizer = _llm(llm_cfg, words, attn_implementation)
     grid = vision_config.image_size // vision_config.patch_size
-    has_cls = encoder_cfg.get("kind", "clip") == "clip"
+    has_cls = encoder_cfg.get("kind", "clip") in CLS_KINDS
     if not has_cls and select == "default":
         raise ConfigError(
             "model.select",
@@ -155,19 +175,22 @@ def assemble(
     if llm is not None:
         model.model.language_model.load_state_dict(llm.model.state_dict())
         model.lm_head.load_state_dict(llm.lm_head.state_dict())
-    processor = make_processor(vision_config, tokenizer, select, has_cls)
+    normalise = (encoder_cfg.get("image_mean"), encoder_cfg.get("image_std"))
+    processor = make_processor(vision_config, tokenizer, select, has_cls, *normalise)
     return model.to(device=device, dtype=torch_dtype(dtype)).eval(), processor
 
 
-def make_processor(vision_config, tokenizer, select: str, has_cls: bool) -> LlavaProcessor:
+def make_processor(
+    vision_config, tokenizer, select: str, has_cls: bool, mean=None, std=None
+) -> LlavaProcessor:
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     side = vision_config.image_size
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": side},
         crop_size={"height": side, "width": side},
-        image_mean=CLIP_MEAN,
-        image_std=CLIP_STD,
+        image_mean=list(mean or CLIP_MEAN),
+        image_std=list(std or CLIP_STD),
     )
     return LlavaProcessor(
         image_processor=image_processor,

@@ -1,0 +1,79 @@
+"""The easy-vqa reader on a copy of its layout (no package needed): samples, answer types,
+one-line errors for a malformed file, and the instruction export (one conversation per image)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from vzexp.data.easy_vqa import EasyVQA, answer_type, export_instruct, instruct_records
+from vzexp.errors import ConfigError, MissingPathError
+
+ROWS = [
+    ["what color is the shape?", "red", 0],
+    ["is there a circle?", "yes", 0],
+    ["what shape is in the image?", "triangle", 1],
+    ["does the image contain a blue shape?", "No", 1],
+    ["what is the gray shape?", "circle", 1],
+]
+
+
+@pytest.fixture
+def root(tmp_path):
+    split = tmp_path / "test"
+    (split / "images").mkdir(parents=True)
+    (split / "questions.json").write_text(json.dumps(ROWS))
+    for image_id in (0, 1):
+        Image.new("RGB", (64, 64), (200, 30, 30)).save(split / "images" / f"{image_id}.png")
+    return tmp_path
+
+
+def test_samples_in_file_order_with_answer_types(root):
+    data = EasyVQA("test", str(root))
+    assert len(data) == 5
+    sample = data[3]
+    assert (sample.id, sample.question, sample.answer) == ("test-3", ROWS[3][0], "no")
+    assert sample.meta == {"type": "yes/no", "image_id": 1}
+    assert [answer_type(a) for a in ("yes", "circle", "teal")] == ["yes/no", "shape", "color"]
+
+
+def test_instruct_export_groups_all_questions_of_an_image(root, tmp_path):
+    records = instruct_records(EasyVQA("test", str(root)), seed=0)
+    assert [r["image"] for r in records] == ["0.png", "1.png"]
+    turns = records[1]["conversations"]
+    assert len(turns) == 6 and turns[0]["value"].startswith("<image>\n")
+    asked = {t["value"].removeprefix("<image>\n") for t in turns[0::2]}
+    assert asked == {q for q, _, i in ROWS if i == 1}
+    assert records == instruct_records(EasyVQA("test", str(root)), seed=0)  # seeded order
+    image_root = export_instruct(tmp_path / "out", "test", str(root))
+    assert image_root == root / "test" / "images"
+    assert json.loads((tmp_path / "out" / "train.json").read_text()) == records
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("[[", "not valid JSON"),
+        (json.dumps([["q", "a"]]), "row 0"),
+        (json.dumps({"q": 1}), "row 0"),
+    ],
+)
+def test_a_malformed_question_file_is_one_line(root, content, message):
+    (root / "test" / "questions.json").write_text(content)
+    with pytest.raises(MissingPathError, match=message) as err:
+        EasyVQA("test", str(root))
+    assert "\n" not in str(err.value)
+
+
+def test_missing_root_split_and_image(root, tmp_path):
+    with pytest.raises(MissingPathError, match="no such directory"):
+        EasyVQA("test", str(tmp_path / "nowhere"))
+    with pytest.raises(MissingPathError, match="train/questions.json"):
+        EasyVQA("train", str(root))
+    with pytest.raises(ConfigError, match="data.dataset.split"):
+        EasyVQA("val", str(root))
+    (root / "test" / "images" / "1.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(MissingPathError, match="test-2"):
+        EasyVQA("test", str(root))[2]
