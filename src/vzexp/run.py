@@ -252,13 +252,17 @@ def predictor(settings: VzexpConfig, tracker):
                 stale.unlink(missing_ok=True)
         ids = sample_ids(dataset, settings.data.limit)
         done = store.done() if resume else {}
-        todo = [i for i, sample_id in enumerate(ids) if sample_id not in done]
+        # samples skipped for an unreadable image are tried again (the image may be fixed now)
+        retried = [i for i, sample_id in enumerate(ids) if done.get(sample_id, {}).get("skipped")]
+        todo = [i for i, sample_id in enumerate(ids) if sample_id not in done] + retried
+        todo.sort()
         if done and rank() == 0:
             log.info(
-                "resuming %s: %d of %d samples already done",
+                "resuming %s: %d of %d samples already done, %d skipped ones tried again",
                 store.path,
                 len(ids) - len(todo),
                 len(ids),
+                len(retried),
             )
         scorer = scorer_for(settings.data.scorer)
         trainer = L.Trainer(

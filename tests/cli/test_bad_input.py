@@ -35,6 +35,13 @@ def malformed_pope(tmp_path):
     return ["data=pope", f"data.dataset.root={root}", "data.dataset.layout=llava"]
 
 
+def malformed_parquet(tmp_path):
+    root = tmp_path / "pope"
+    root.mkdir()
+    (root / "test-00000-of-00001.parquet").write_bytes(b"PAR1 cut short by a failed download")
+    return ["data=pope", f"data.dataset.root={root}"]
+
+
 CASES = {
     "unknown group option": (["compressor=nosuch"], "compressor='nosuch' is not allowed: one of"),
     "unknown key": (["tokenz=5"], "no key 'tokenz' in the config (to add one use +tokenz=5"),
@@ -64,6 +71,7 @@ CASES = {
         "data.dataset.root='/no/such/data': no such directory",
     ),
     "malformed JSONL": (malformed_pope, "llava_pope_test.jsonl"),
+    "malformed parquet": (malformed_parquet, "is not a readable parquet file"),
     "CUDA device where there is none": (["model.device=cuda"], "model.device='cuda'"),
     "GPU accelerator where there is none": (["trainer.accelerator=gpu"], "use trainer=cpu"),
     "unwritable output directory": (under_a_file, "cannot create the run's output directory"),

@@ -89,3 +89,13 @@ def test_on_bad_image_skip_records_counts_and_scores_the_rest(tmp_path, cli_env)
     assert set(records) == {"0", "1", "2"}  # the skipped sample is recorded, not dropped
     assert "could not be read" in records["1"]["skipped"]
     assert not records["0"].get("skipped") and not records["2"].get("skipped")
+
+    # the image fixed, a rerun predicts the skipped sample and keeps the two already done
+    Image.fromarray(np.full((20, 20, 3), 40, dtype=np.uint8)).save(
+        tmp_path / "pope" / "images" / "1.png"
+    )
+    proc = run_cli([*args, "data.on_bad_image=skip", "data.batch_size=2"], cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, found = runs(cli_env)
+    latest = max(found, key=lambda r: r.info.start_time)
+    assert latest.data.metrics["samples"] == 3 and "skipped_samples" not in latest.data.metrics

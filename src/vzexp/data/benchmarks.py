@@ -68,9 +68,23 @@ def read_parquet(root: Path, split: str | None):
             f"data.dataset.root={str(root)!r}: no .parquet files there (layout=lmms_eval expects "
             "the lmms-lab dataset files, e.g. a snapshot of lmms-lab/POPE)"
         )
+    for f in files:  # a footer read per file names the bad one (datasets' error does not)
+        _check_parquet(f)
     return datasets.load_dataset(
         "parquet", data_files=[str(f) for f in files], split="train", keep_in_memory=False
     )
+
+
+def _check_parquet(path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_metadata(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for a bad or torn file
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MissingPathError(
+            f"{str(path)!r} is not a readable parquet file ({reason}); re-download or remove it"
+        ) from exc
 
 
 def read_jsonl(path: Path, key: str) -> list[dict]:

@@ -3,7 +3,8 @@
 Each process (DDP rank) appends to its own part file next to the predictions file; a restarted
 run with the same config reads the file and the parts, skips the samples already done, and at the
 end rank 0 merges everything into the predictions file, one line per sample in dataset order.
-A line cut short by a kill is ignored (that sample is simply predicted again)."""
+A line cut short by a kill is ignored (that sample is simply predicted again), and samples
+skipped for a bad image are tried again."""
 
 from __future__ import annotations
 
@@ -46,11 +47,15 @@ class PredictionStore:
         return sorted(self.path.parent.glob(f"{self.path.name}.rank*.part"))
 
     def done(self) -> dict[str, dict]:
-        """Every sample already predicted, by id (the first record of an id wins)."""
+        """Every sample already predicted, by id: the first record of an id wins, except that
+        a prediction replaces a record of the sample skipped for a bad image (a rerun after the
+        image was fixed)."""
         found: dict[str, dict] = {}
         for source in [self.path, *self.parts()]:
             for record in read_records(source):
-                found.setdefault(record["id"], record)
+                earlier = found.get(record["id"])
+                if earlier is None or (earlier.get("skipped") and not record.get("skipped")):
+                    found[record["id"]] = record
         return found
 
     def append(self, rank: int, records: Iterable[dict]) -> None:
