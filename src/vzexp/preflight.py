@@ -66,3 +66,14 @@ def check_creatable(directory: Path, key: str = "hydra.run.dir") -> None:
             f"{key}={str(directory)!r}: cannot create the run's output directory ({ancestor} "
             f"{what}); choose a writable directory, e.g. {key}=/tmp/vzexp-run"
         )
+    # os.access trusts permission bits, which root ignores; a read-only file system does not:
+    # create (and remove) a probe directory to know for sure
+    import tempfile
+
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".vzexp-probe-", dir=ancestor))
+    except OSError as exc:
+        raise EnvironmentProblem(
+            f"{key}={str(directory)!r}: cannot create the run's output directory ({ancestor}: "
+            f"{exc.strerror}); choose a writable directory, e.g. {key}=/tmp/vzexp-run"
+        ) from exc

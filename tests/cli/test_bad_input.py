@@ -27,6 +27,22 @@ def under_a_file(tmp_path):
     return [f"hydra.run.dir={tmp_path / 'a-file' / 'run'}"]
 
 
+def read_only_dir(tmp_path):
+    """A directory this process cannot write into: permission bits for a normal user; for root
+    (CI), who ignores them, sysfs, where not even root may create a directory."""
+    import os
+
+    if os.geteuid() != 0:
+        (tmp_path / "ro").mkdir(mode=0o555)
+        return [f"hydra.run.dir={tmp_path / 'ro' / 'run'}"]
+    try:
+        os.mkdir("/sys/vzexp-probe")
+    except OSError:
+        return ["hydra.run.dir=/sys/vzexp-run"]
+    os.rmdir("/sys/vzexp-probe")
+    pytest.skip("no read-only directory found for root here")
+
+
 def malformed_pope(tmp_path):
     root = tmp_path / "pope"
     (root / "val2014").mkdir(parents=True)
@@ -74,7 +90,8 @@ CASES = {
     "malformed parquet": (malformed_parquet, "is not a readable parquet file"),
     "CUDA device where there is none": (["model.device=cuda"], "model.device='cuda'"),
     "GPU accelerator where there is none": (["trainer.accelerator=gpu"], "use trainer=cpu"),
-    "unwritable output directory": (under_a_file, "cannot create the run's output directory"),
+    "output directory under a file": (under_a_file, "cannot create the run's output directory"),
+    "read-only output directory": (read_only_dir, "cannot create the run's output directory"),
     "bad precision": (["trainer.precision=8-bit"], "trainer.precision='8-bit' is not allowed"),
     "tuning without training data": (["task=tune"], "train_data=None is not allowed"),
     "tuning with FSDP": (
