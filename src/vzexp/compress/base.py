@@ -18,12 +18,19 @@ class CompressionResult:
     the top-k patches in topk order), or None when a strategy keeps every token.
     assignment: (B, M - C) for merging strategies, the contextual target each merged token went to.
     groups: (B, T) per sequence position, -1 kept, j merged into contextual token j, -2 dropped
-    (VisionZip; used for the kept-token overlays)."""
+    (VisionZip; used for the kept-token overlays).
+    positions: (B, K) the sequence index each output token stands at: a kept token's own, a
+    merged token's target (VisionZip's contextual tokens), -1 for a token with no single place
+    (PruMerge's extra token); None when the strategy cannot say (pooling, ToMe). Multi-view
+    layouts (LLaVA-NeXT) and grid-following LLM positions (Qwen2-VL's M-RoPE) read it.
+    kept_tokens: how many leading tokens are single kept tokens (the rest are merged ones)."""
 
     tokens: Tensor
     index: Tensor | None = None
     assignment: Tensor | None = None
     groups: Tensor | None = None
+    positions: Tensor | None = None
+    kept_tokens: int | None = None
 
     @property
     def num_tokens(self) -> int:

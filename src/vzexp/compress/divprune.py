@@ -71,7 +71,10 @@ class DivPrune(Compressor):
         distance = 1 - cosine(features.float(), features.float())
         index = max_min_diverse(distance, count)
         tokens = gather_rows(patches, keep_mask(index, patches.shape[1]), count)
-        return CompressionResult(tokens=tokens, index=index + offset)
+        at = (index + offset).sort(dim=1).values
+        return CompressionResult(
+            tokens=tokens, index=index + offset, positions=at, kept_tokens=count
+        )
 
     def describe(self) -> dict:
         return {**super().describe(), "budget": self.budget, "space": self.space}

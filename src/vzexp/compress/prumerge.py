@@ -98,7 +98,14 @@ class PruMerge(Compressor):
             extra = (a[pruned].unsqueeze(-1) * x[pruned]).sum(dim=0, keepdim=True)
             tokens.append(torch.cat([updated, extra]))
             index.append(idx + 1)  # sequence positions (CLS = 0)
-        return CompressionResult(tokens=torch.stack(tokens), index=torch.stack(index))
+        index = torch.stack(index)
+        extra = torch.full_like(index[:, :1], -1)  # the merged extra token stands nowhere
+        return CompressionResult(
+            tokens=torch.stack(tokens),
+            index=index,
+            positions=torch.cat([index, extra], dim=1),
+            kept_tokens=index.shape[1],
+        )
 
     def describe(self) -> dict:
         return {

@@ -38,7 +38,10 @@ class RandomSelect(Compressor):
             index = torch.cat([torch.zeros(b, 1, dtype=index.dtype, device=index.device), index], 1)
         keep = torch.zeros(b, t, dtype=torch.bool, device=index.device).scatter_(1, index, True)
         return CompressionResult(
-            tokens=gather_rows(capture.hidden, keep, index.shape[1]), index=index
+            tokens=gather_rows(capture.hidden, keep, index.shape[1]),
+            index=index,
+            positions=index.sort(dim=1).values,
+            kept_tokens=index.shape[1],
         )
 
     def describe(self) -> dict:

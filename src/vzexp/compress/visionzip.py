@@ -164,8 +164,11 @@ class VisionZip(Compressor):
             dominant_scores(capture), dominant, self.keep_cls, capture.has_cls
         )
         kept = gather_rows(capture.hidden, keep, dominant)
+        kept_at = index.sort(dim=1).values  # gather_rows keeps ascending sequence order
         if contextual == 0:
-            return CompressionResult(tokens=kept, index=index)
+            return CompressionResult(
+                tokens=kept, index=index, positions=kept_at, kept_tokens=dominant
+            )
         rest = ~keep
         if capture.has_cls and not self.keep_cls:
             rest[:, 0] = False
@@ -179,11 +182,14 @@ class VisionZip(Compressor):
             self.merge,
             lambda rows, size: self._draws.uniform(rows, size, self.sample_keys),
         )
+        rest_at = rest.nonzero()[:, 1].view(rest.shape[0], -1)  # (B, M) ascending
         return CompressionResult(
             tokens=torch.cat([kept, ctx], dim=1),
             index=index,
             assignment=assignment,
             groups=contextual_groups(keep, rest, targets, assignment),
+            positions=torch.cat([kept_at, rest_at.gather(1, targets)], dim=1),
+            kept_tokens=dominant,
         )
 
     def describe(self) -> dict:

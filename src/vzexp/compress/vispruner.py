@@ -56,7 +56,8 @@ class VisPruner(Compressor):
         diverse = thin_diverse(unit(patches), order[:, important:], budget - important)
         index = torch.cat([order[:, :important], diverse], dim=1)
         tokens = gather_rows(patches, keep_mask(index, patches.shape[1]), budget)
-        return CompressionResult(tokens=tokens, index=index + 1)
+        at = (index + 1).sort(dim=1).values
+        return CompressionResult(tokens=tokens, index=index + 1, positions=at, kept_tokens=budget)
 
     def describe(self) -> dict:
         return {

@@ -185,7 +185,7 @@ class Evaluator(L.LightningModule):
         texts = self.processor.tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
         n = len(texts)
         # the kept token indices per sample: a rerun must select the same ones (determinism)
-        kept = stats.last.index if stats.last is not None and n == stats.images else None
+        kept = stats.kept if stats.kept is not None and n == stats.images else None
         records = []
         for i, text in enumerate(texts):
             records.append(
@@ -214,7 +214,7 @@ class Evaluator(L.LightningModule):
                 }
             )
             if kept is not None:
-                records[-1]["kept"] = kept[i].tolist()
+                records[-1]["kept"] = kept[i]
             records[-1]["correct"] = self.sample_score(records[-1])
         return records
 

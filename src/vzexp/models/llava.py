@@ -1,12 +1,15 @@
-"""Run a transformers LLaVA model with an encoder-side compressor.
+"""Run a transformers vision-language model with a compressor: `install(model, compressor)`.
 
-`install(model, compressor)` patches one model instance in place (the reference's
-`visionzip(model, ...)` one-liner, for transformers' LlavaForConditionalGeneration):
-  * `model.model.get_image_features` captures the selection layer, compresses and projects, so
-    each image yields K tokens instead of the full grid;
-  * `model.generate` first shrinks every run of image placeholders the processor expanded to the
-    full grid down to K, then generates, and returns the caller's original prompt ids followed by
-    the new tokens (so `out[:, inputs.input_ids.shape[1]:]` still slices the answer).
+`install` patches one model instance in place (the reference's `visionzip(model, ...)`
+one-liner), for every family of `vzexp.models.family`:
+  * `model.generate` encodes the images first (capture at the selection layer, compress, the
+    model's projector), cuts each image's run of placeholders to the tokens it now has, hands the
+    tokens to the model's own generate as precomputed encoder outputs, and returns the caller's
+    prompt ids followed by the new tokens (so `out[:, inputs.input_ids.shape[1]:]` still slices
+    the answer);
+  * LLaVA-1.5's `model.model.get_image_features` is patched too, so forward() calls with
+    pixel_values (training, scoring) get the compressed tokens.
+This module also holds the LLaVA-1.5 family itself.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from vzexp.compress.base import CompressionResult, Compressor
 from vzexp.compress.none import NoCompression
 from vzexp.encoders.capture import tower_info
 from vzexp.errors import ConfigError
+from vzexp.models.family import Encoded, Family, family_of, resize_image_runs
 
 
 @dataclass
@@ -36,9 +40,10 @@ class CompressionStats:
     compress_seconds: float = 0.0  # the strategy's own work (selection / merging / LLM scoring)
     llm_visual_tokens: float = 0.0  # LLM-side strategies: per image, mean over the LLM's layers
     last: CompressionResult | None = field(default=None, repr=False)
+    kept: list[list[int]] | None = field(default=None, repr=False)  # per image, last batch
 
     def reset(self) -> None:
-        self.images, self.visual_tokens, self.last = 0, 0, None
+        self.images, self.visual_tokens, self.last, self.kept = 0, 0, None, None
         self.vision_seconds = self.encoder_seconds = self.compress_seconds = 0.0
         self.llm_visual_tokens = 0.0
 
@@ -90,78 +95,111 @@ def shrink_placeholders(
     pad_id: int,
 ) -> tuple[Tensor, Tensor]:
     """Cut every run of `full` image placeholders to `kept`, then left-pad the rows again."""
-    if attention_mask is None:
-        attention_mask = torch.ones_like(input_ids)
-    rows = []
-    for ids, mask in zip(input_ids, attention_mask):
-        ids = ids[mask.bool()]
-        is_image = ids == image_token_id
-        # Position of each placeholder inside its run: reset at every non-image token.
-        run_start = torch.cummax(
-            torch.where(is_image, 0, torch.arange(1, len(ids) + 1)), dim=0
-        ).values
-        pos_in_run = torch.arange(1, len(ids) + 1) - run_start - 1
-        n_image = int(is_image.sum())
-        if n_image % full != 0 and n_image % kept == 0:
-            rows.append(ids)  # already shrunk by the caller
-            continue
-        if n_image % full != 0:
-            raise ValueError(
-                f"found {n_image} image placeholders, not a multiple of the {full} per image the processor should expand to"
+    runs = int((input_ids == image_token_id).sum()) // full
+    ids, mask, _ = resize_image_runs(
+        input_ids, attention_mask, image_token_id, [kept] * runs, pad_id
+    )
+    return ids, mask
+
+
+class LlavaFamily(Family):
+    """LLaVA-1.5 (LlavaForConditionalGeneration): one view per image, a fixed grid, the
+    model's feature layer and select strategy, its MLP projector."""
+
+    name = "llava"
+    model_types = ("llava",)
+    supports_llm_side = True
+
+    def model_class(self):
+        from transformers import LlavaForConditionalGeneration
+
+        return LlavaForConditionalGeneration
+
+    def check(self, model, compressor: Compressor) -> int:
+        return tokens_per_image(model, compressor)
+
+    def full_tokens(self, model) -> int:
+        return full_tokens_per_image(model)
+
+    def encode(self, model, compressor: Compressor, images: dict[str, Any], stats) -> Encoded:
+        result = compressed_features(model, images["pixel_values"], compressor, stats)
+        projected = model.model.multi_modal_projector(result.tokens)
+        kept = None if result.index is None else result.index.tolist()
+        return Encoded(tokens=list(projected), kept=kept, last=result)
+
+    def patch(self, model, compressor: Compressor, stats) -> dict[str, Any]:
+        inner = model.model
+
+        # forward() calls with pixel_values (training, scoring) get the compressed tokens too
+        def get_image_features(
+            pixel_values, vision_feature_layer=None, vision_feature_select_strategy=None, **kwargs
+        ):
+            encoded = self.encode(model, compressor, {"pixel_values": pixel_values}, stats)
+            count(stats, encoded)
+            return BaseModelOutputWithPooling(
+                last_hidden_state=encoded.last.tokens, pooler_output=encoded.tokens
             )
-        rows.append(ids[~is_image | (pos_in_run < kept)])
-    width = max(len(r) for r in rows)
-    out_ids = torch.full((len(rows), width), pad_id, dtype=input_ids.dtype)
-    out_mask = torch.zeros((len(rows), width), dtype=attention_mask.dtype)
-    for i, r in enumerate(rows):
-        out_ids[i, width - len(r) :] = r
-        out_mask[i, width - len(r) :] = 1
-    return out_ids.to(input_ids.device), out_mask.to(input_ids.device)
+
+        return {"get_image_features": (inner, get_image_features)}
+
+
+def count(stats: CompressionStats, encoded: Encoded) -> None:
+    stats.images += len(encoded.tokens)
+    stats.visual_tokens += sum(encoded.lengths)
+    stats.last, stats.kept = encoded.last, encoded.kept
 
 
 def install(model, compressor: Compressor) -> Any:
-    """Patch `model` (LlavaForConditionalGeneration) in place to run with `compressor`."""
+    """Patch `model` (a transformers model of a supported family) in place to run with
+    `compressor`; `uninstall` undoes it."""
     if hasattr(model, "_vzexp_original"):
         uninstall(model)
-    inner = model.model
+    family = family_of(model)
     stats = CompressionStats()
-    full = full_tokens_per_image(model)
-    kept = tokens_per_image(model, compressor)  # validates the budget against the grid now
     in_llm = compressor if compressor.kind == "llm" else None
     if in_llm is not None:
+        if not family.supports_llm_side:
+            raise ConfigError(
+                "compressor",
+                in_llm.name,
+                f"an encoder-side strategy for a {family.name} model (LLM-side strategies hook "
+                "LLaVA-1.5's Llama decoder only)",
+            )
         # every visual token enters the LLM, as the model selects them; pruning happens inside
         compressor = NoCompression(
             select=model.config.vision_feature_select_strategy, layer=feature_layer(model)
         )
-        kept = full
-        in_llm.attach(model, full, stats)
-    original = {"get_image_features": inner.get_image_features, "generate": model.generate}
-
-    def get_image_features(
-        pixel_values, vision_feature_layer=None, vision_feature_select_strategy=None, **kwargs
-    ):
-        start = time.perf_counter()
-        result = compressed_features(model, pixel_values, compressor, stats)
-        projected = inner.multi_modal_projector(result.tokens)
-        stats.images += projected.shape[0]
-        stats.visual_tokens += projected.shape[0] * projected.shape[1]
-        stats.vision_seconds += time.perf_counter() - start
-        stats.last = result
-        return BaseModelOutputWithPooling(
-            last_hidden_state=result.tokens, pooler_output=list(projected)
-        )
+        in_llm.attach(model, family.full_tokens(model), stats)
+    kept = family.check(model, compressor)  # validates the budget against the grid now
+    original_generate = model.generate
+    patched = {"generate": (model, None), **family.patch(model, compressor, stats)}
 
     def generate(input_ids=None, attention_mask=None, **kwargs):
-        if input_ids is None or kwargs.get("pixel_values") is None:
-            return original["generate"](
-                input_ids=input_ids, attention_mask=attention_mask, **kwargs
+        images = {k: kwargs.pop(k) for k in family.image_inputs if k in kwargs}
+        if input_ids is None or images.get("pixel_values") is None:
+            return original_generate(
+                input_ids=input_ids, attention_mask=attention_mask, **images, **kwargs
             )
+        start = time.perf_counter()
+        encoded = family.encode(model, compressor, images, stats)
+        count(stats, encoded)
+        stats.vision_seconds += time.perf_counter() - start
         pad_id = model.generation_config.pad_token_id
-        pad_id = pad_id if pad_id is not None else 0
-        ids, mask = shrink_placeholders(
-            input_ids, attention_mask, model.config.image_token_id, full, kept, pad_id
+        ids, mask, source = resize_image_runs(
+            input_ids,
+            attention_mask,
+            model.config.image_token_id,
+            encoded.lengths,
+            pad_id if pad_id is not None else 0,
         )
-        out = original["generate"](input_ids=ids, attention_mask=mask, **kwargs)
+        extra = family.generation_inputs(model, ids, mask, source, kwargs, images, encoded)
+        out = original_generate(
+            input_ids=ids,
+            attention_mask=mask,
+            mm_encoder_outputs={"image": BaseModelOutputWithPooling(pooler_output=encoded.tokens)},
+            **kwargs,
+            **extra,
+        )
         sequences = out if isinstance(out, Tensor) else out.sequences
         # Give back the caller's prompt followed by the new tokens.
         restored = torch.cat([input_ids, sequences[:, ids.shape[1] :]], dim=1)
@@ -170,23 +208,25 @@ def install(model, compressor: Compressor) -> Any:
         out.sequences = restored
         return out
 
-    inner.get_image_features = get_image_features
-    model.generate = generate
-    model._vzexp_original = original
+    patched["generate"] = (model, generate)
+    for name, (owner, replacement) in patched.items():
+        setattr(owner, name, replacement)
+    model._vzexp_original = {name: owner for name, (owner, _) in patched.items()}
     model.vzexp_compressor = in_llm or compressor
+    model.vzexp_family = family
     model.vzexp_stats = stats
     model.vzexp_tokens_per_image = kept
     return model
 
 
 def uninstall(model) -> Any:
-    original = model.__dict__.pop("_vzexp_original", None)
-    if original is None:
+    patched = model.__dict__.pop("_vzexp_original", None)
+    if patched is None:
         return model
     if getattr(model.vzexp_compressor, "kind", "encoder") == "llm":
         model.vzexp_compressor.detach()
-    del model.model.get_image_features
-    del model.generate
-    for attr in ("vzexp_compressor", "vzexp_stats", "vzexp_tokens_per_image"):
+    for name, owner in patched.items():
+        owner.__dict__.pop(name, None)  # the instance attribute; the class's method shows again
+    for attr in ("vzexp_compressor", "vzexp_family", "vzexp_stats", "vzexp_tokens_per_image"):
         model.__dict__.pop(attr, None)
     return model
