@@ -91,14 +91,36 @@ class ModelConfig:
     # a tuned projector to load over the model's own: task=tune's projector/ directory, its
     # projector.safetensors, or the MLflow run id of that task=tune run
     projector: str | None = None
+    # the checkpoint's family (its config.json model_type: llava, llava_next, llava_onevision,
+    # qwen2_vl, qwen2_5_vl); a checkpoint of another family is refused. null: any of them
+    family: str | None = None
+    # multi-view families (LLaVA-NeXT/OneVision): how kept tokens are laid out, reference (as
+    # VisionZip does) or newline (the model's unpadded rows with image-newline tokens)
+    layout: str = "reference"
 
     def __post_init__(self):
+        from vzexp.models.registry import FAMILIES
+
         if self.kind == ModelKind.checkpoint and not self.path:
             raise ConfigError(
                 "model.path",
                 self.path,
                 "a local checkpoint directory (e.g. model.path=/models/llava-1.5-7b-hf)",
             )
+        if self.family is not None and self.family not in FAMILIES:
+            raise ConfigError("model.family", self.family, f"null or one of {', '.join(FAMILIES)}")
+        if self.layout not in ("reference", "newline"):
+            raise ConfigError("model.layout", self.layout, "reference or newline")
+        if self.attn_implementation == Attention.flash_attention_2:
+            import importlib.util
+
+            if importlib.util.find_spec("flash_attn") is None:
+                raise ConfigError(
+                    "model.attn_implementation",
+                    "flash_attention_2",
+                    "sdpa or eager here: flash-attn is not installed (pip install flash-attn "
+                    "on a CUDA machine for flash_attention_2)",
+                )
 
 
 @dataclass

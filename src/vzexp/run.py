@@ -24,15 +24,18 @@ def output_dir() -> Path:
     return Path.cwd()
 
 
-def tower_shape(settings: VzexpConfig) -> tuple[int, int, bool]:
-    """(num_patches, depth, has_cls) of the vision tower, read from configs without loading weights."""
+def tower_shape(settings: VzexpConfig) -> tuple[int | None, int, bool]:
+    """(patches per view, depth, has_cls) of the vision tower, read from configs without
+    loading weights; patches is None for towers whose grid follows each image (Qwen2-VL)."""
     from transformers import AutoConfig
 
-    from vzexp.models.build import ENCODER_KINDS, _check_checkpoint_dir
+    from vzexp.models.build import ENCODER_KINDS, _check_checkpoint_dir, checkpoint_type
 
     if settings.model.kind == ModelKind.checkpoint:
-        root = _check_checkpoint_dir(settings.model.path, "model.path", ("llava",))
-        vision = AutoConfig.from_pretrained(root).vision_config
+        model_type = checkpoint_type(settings.model.path, settings.model.family)
+        vision = AutoConfig.from_pretrained(Path(settings.model.path).expanduser()).vision_config
+        if model_type.startswith("qwen2"):
+            return None, vision.depth, False
     elif settings.encoder.path:
         vision = AutoConfig.from_pretrained(
             _check_checkpoint_dir(settings.encoder.path, "encoder.path", ())
@@ -52,13 +55,18 @@ def build_compressor(settings: VzexpConfig):
     from hydra.utils import instantiate
 
     from vzexp.encoders.capture import resolve_layer
+    from vzexp.models.qwen2_vl import refuse_grid_strategies
 
     node = {k: v for k, v in settings.compressor.items() if k != "name"}
     compressor = instantiate(node)
     num_patches, depth, has_cls = tower_shape(settings)
     resolve_layer(compressor.layer, depth)  # ConfigError naming compressor.layer if out of range
     resolve_layer(settings.model.feature_layer, depth, "model.feature_layer")
-    compressor.output_tokens(num_patches, has_cls)  # BudgetError naming the key if impossible
+    if num_patches is None:  # the grid follows each image: check the budget's own consistency
+        refuse_grid_strategies(compressor, "a model whose grid follows each image")
+        compressor.output_tokens(1 << 16, has_cls)
+    else:
+        compressor.output_tokens(num_patches, has_cls)  # BudgetError naming the key if impossible
     return compressor
 
 
@@ -68,7 +76,7 @@ def load_model(settings: VzexpConfig, words: list[str]):
     m = settings.model
     if m.kind == ModelKind.checkpoint:
         model, processor = load_checkpoint(
-            m.path, m.dtype.value, m.device, m.attn_implementation.value
+            m.path, m.dtype.value, m.device, m.attn_implementation.value, m.family
         )
     else:
         model, processor = assemble(
@@ -321,7 +329,7 @@ def evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> dict[str,
     dataset = instantiate(settings.data.dataset)
     words = dataset.vocabulary() if hasattr(dataset, "vocabulary") else []
     model, processor = load_model(settings, words)
-    install(model, compressor)
+    install(model, compressor, layout=settings.model.layout)
     log.info("visual tokens per image: %d", model.vzexp_tokens_per_image)
     predict = predictor(settings, tracker)
     metrics = predict(

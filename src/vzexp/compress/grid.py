@@ -10,6 +10,8 @@ from vzexp.encoders.capture import cfg_side
 class GridStrategy(Compressor):
     """rows x cols patches (+ CLS if keep_cls), from `pooled_grid` of the budget."""
 
+    grid_based = True  # needs a square patch grid (families with other grids refuse it)
+
     def __init__(self, budget: int | None = None, layer: int = -2, keep_cls: bool = False):
         super().__init__(layer)
         self.budget, self.keep_cls = budget, keep_cls

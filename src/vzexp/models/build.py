@@ -11,7 +11,6 @@ import torch
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
-    AutoProcessor,
     AutoTokenizer,
     LlavaConfig,
     LlavaForConditionalGeneration,
@@ -22,7 +21,6 @@ from vzexp.errors import ConfigError, MissingPathError
 from vzexp.models.tokenizer import CHAT_TEMPLATE, CHAT_TEMPLATES, build_word_tokenizer
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-LLAVA_MODEL_TYPES = ("llava",)
 # Vision towers we can assemble, by config `kind`: their transformers model type.
 ENCODER_KINDS = {"clip": "clip_vision_model", "siglip": "siglip_vision_model", "dinov2": "dinov2"}
 CLS_KINDS = ("clip", "dinov2")  # towers that prepend a CLS token (SigLIP has none)
@@ -59,20 +57,44 @@ def _check_checkpoint_dir(path: str | None, key: str, families: tuple[str, ...])
     return root
 
 
+def checkpoint_type(path: str | None, family: str | None = None) -> str:
+    """The model type of a local checkpoint directory, checked against the config's family
+    (None: any family vzexp supports)."""
+    from vzexp.models.registry import FAMILIES
+
+    families = (family,) if family else tuple(FAMILIES)
+    root = _check_checkpoint_dir(path, "model.path", families)
+    return json.loads((root / "config.json").read_text())["model_type"]
+
+
 def load_checkpoint(
-    path: str, dtype: str = "float32", device: str = "cpu", attn_implementation: str = "sdpa"
+    path: str,
+    dtype: str = "float32",
+    device: str = "cpu",
+    attn_implementation: str = "sdpa",
+    family: str | None = "llava",
 ):
-    """A llava-hf directory (LLaVA-1.5 and friends) through the standard transformers classes."""
-    root = _check_checkpoint_dir(path, "model.path", LLAVA_MODEL_TYPES)
+    """A local checkpoint directory of a supported family (llava-hf LLaVA-1.5 / NeXT /
+    OneVision, Qwen2-VL, Qwen2.5-VL) through its standard transformers classes."""
+    from vzexp.models.family import family_for_type
+    from vzexp.models.processors import load_processor
+
+    model_type = checkpoint_type(path, family)
+    chosen = family_for_type(model_type)
+    root = Path(path).expanduser()
     try:
-        model = LlavaForConditionalGeneration.from_pretrained(
-            root, dtype=torch_dtype(dtype), attn_implementation=attn_implementation
-        ).to(device)
-        processor = AutoProcessor.from_pretrained(root)
+        # device=auto: accelerate places the layers over the visible GPUs (a 13B on two cards)
+        placement = {"device_map": "auto"} if device == "auto" else {}
+        model = chosen.model_class().from_pretrained(
+            root, dtype=torch_dtype(dtype), attn_implementation=attn_implementation, **placement
+        )
+        if device != "auto":
+            model = model.to(device)
+        processor = load_processor(root, chosen.processor_class())
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MissingPathError(
-            f"model.path={path!r} could not be loaded as a llava-hf checkpoint (weights + processor files): {first}"
+            f"model.path={path!r} could not be loaded as a {model_type} checkpoint (weights + processor files): {first}"
         ) from exc
     processor.tokenizer.padding_side = "left"
     return model.eval(), processor

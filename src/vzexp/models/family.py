@@ -23,15 +23,7 @@ from torch import Tensor
 
 from vzexp.compress.base import CompressionResult, Compressor
 from vzexp.errors import ConfigError
-
-# config.model_type -> "module:Class" (imported on first use: each module pulls its own classes)
-FAMILIES = {
-    "llava": "vzexp.models.llava:LlavaFamily",
-    "llava_next": "vzexp.models.llava_next:LlavaNextFamily",
-    "llava_onevision": "vzexp.models.llava_next:LlavaOnevisionFamily",
-    "qwen2_vl": "vzexp.models.qwen2_vl:Qwen2VLFamily",
-    "qwen2_5_vl": "vzexp.models.qwen2_vl:Qwen2_5_VLFamily",
-}
+from vzexp.models.registry import FAMILIES
 
 
 @dataclass
@@ -63,9 +55,18 @@ class Family:
     # generate() keyword arguments that describe the images (consumed by `encode`)
     image_inputs: tuple[str, ...] = ("pixel_values",)
     supports_llm_side = False  # FastV & co. hook LLaVA's LlavaModel + Llama decoder only
+    processor_name = "AutoProcessor"  # the transformers processor class of the family
+
+    def __init__(self, layout: str = "reference"):
+        self.layout = layout  # multi-view families lay out kept tokens by it (llava_next)
 
     def model_class(self):
         raise NotImplementedError
+
+    def processor_class(self):
+        import transformers
+
+        return getattr(transformers, self.processor_name)
 
     def vision_tower(self, model):
         return model.model.vision_tower
@@ -102,17 +103,17 @@ class Family:
         return {}
 
 
-def family_for_type(model_type: str) -> Family:
+def family_for_type(model_type: str, **options) -> Family:
     if model_type not in FAMILIES:
         raise ConfigError(
             "model", model_type, f"a model of a supported family ({', '.join(FAMILIES)})"
         )
     module, _, name = FAMILIES[model_type].partition(":")
-    return getattr(importlib.import_module(module), name)()
+    return getattr(importlib.import_module(module), name)(**options)
 
 
-def family_of(model) -> Family:
-    return family_for_type(model.config.model_type)
+def family_of(model, **options) -> Family:
+    return family_for_type(model.config.model_type, **options)
 
 
 def resize_image_runs(

@@ -108,6 +108,7 @@ class LlavaFamily(Family):
 
     name = "llava"
     model_types = ("llava",)
+    processor_name = "LlavaProcessor"
     supports_llm_side = True
 
     def model_class(self):
@@ -149,12 +150,13 @@ def count(stats: CompressionStats, encoded: Encoded) -> None:
     stats.last, stats.kept = encoded.last, encoded.kept
 
 
-def install(model, compressor: Compressor) -> Any:
+def install(model, compressor: Compressor, layout: str = "reference") -> Any:
     """Patch `model` (a transformers model of a supported family) in place to run with
-    `compressor`; `uninstall` undoes it."""
+    `compressor`; `uninstall` undoes it. `layout`: how multi-view families (LLaVA-NeXT) lay out
+    the kept tokens (vzexp.models.llava_next)."""
     if hasattr(model, "_vzexp_original"):
         uninstall(model)
-    family = family_of(model)
+    family = family_of(model, layout=layout)
     stats = CompressionStats()
     in_llm = compressor if compressor.kind == "llm" else None
     if in_llm is not None:
