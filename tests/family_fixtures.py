@@ -14,7 +14,13 @@ PINPOINTS = [[28, 56], [56, 28], [56, 56]]  # anyres: 1x2, 2x1 and 2x2 crops of 
 
 
 def _tokenizer():
-    return build_word_tokenizer(WORDS)
+    """The shapes benchmark's words (so CLI runs on data=shapes have no unknown words) and the
+    video placeholders the OneVision and Qwen processors count (they must not be <unk>)."""
+    from vzexp.data.shapes import vocabulary
+
+    tok = build_word_tokenizer([*WORDS, *vocabulary()])
+    tok.add_special_tokens({"additional_special_tokens": ["<video>", "<|video_pad|>"]})
+    return tok
 
 
 def _llama(tokenizer, **extra):
@@ -103,6 +109,7 @@ def llava_onevision(seed: int = 0):
         vision_config=vision,
         text_config=_llama(tok),
         image_token_index=tok.convert_tokens_to_ids("<image>"),
+        video_token_index=tok.convert_tokens_to_ids("<video>"),
         image_grid_pinpoints=PINPOINTS,
         vision_feature_layer=-1,
         vision_feature_select_strategy="full",
@@ -151,7 +158,7 @@ def _qwen(config_cls, model_cls, vision: dict, seed: int):
         vision_config=vision,
         text_config=text,
         image_token_id=image_id,
-        video_token_id=tok.unk_token_id,
+        video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"),
         vision_start_token_id=tok.bos_token_id,
         vision_end_token_id=tok.bos_token_id,
     )

@@ -111,6 +111,13 @@ def tune_and_evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> 
     eval_set = instantiate(settings.data.dataset)
     words = eval_set.vocabulary() if hasattr(eval_set, "vocabulary") else []
     model, processor = load_model(settings, words)
+    if model.config.model_type != "llava":
+        raise ConfigError(
+            "model",
+            settings.model.name,
+            f"a LLaVA-1.5 model for task=tune (projector tuning of a {model.config.model_type} "
+            "model is not supported yet; evaluate it with task=eval)",
+        )
     check_tunable(compressor)
     if task.cache:
         check_cacheable(compressor)

@@ -127,20 +127,24 @@ class Evaluator(L.LightningModule):
         from vzexp.encoders.capture import tower_info
         from vzexp.overlays import overlay
 
-        result = self.model.vzexp_stats.last
-        if result is None or result.index is None or self.overlay_dir is None:
-            return
+        stats = self.model.vzexp_stats
+        result, rows = stats.last, stats.base_rows
+        if result is None or result.index is None or rows is None or self.overlay_dir is None:
+            return  # nothing kept to draw, or a family whose views are not a square grid
         info = tower_info(self.model.model.vision_tower)
         processor = self.processor.image_processor
         mean = torch.tensor(processor.image_mean).view(3, 1, 1)
         std = torch.tensor(processor.image_std).view(3, 1, 1)
         self.overlay_dir.mkdir(parents=True, exist_ok=True)
         pixels = batch["inputs"]["pixel_values"].float().cpu()
-        for i in range(min(self.overlays, pixels.shape[0])):
+        if pixels.dim() == 5:  # (images, views, C, H, W): draw each image's base view
+            pixels = pixels[:, 0]
+        for i in range(min(self.overlays, pixels.shape[0], len(rows))):
             rgb = ((pixels[i] * std + mean).clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
-            groups = None if result.groups is None else result.groups[i].tolist()
+            row = rows[i]
+            groups = None if result.groups is None else result.groups[row].tolist()
             picture = overlay(
-                Image.fromarray(rgb), info.has_cls, info.seq_len, result.index[i].tolist(), groups
+                Image.fromarray(rgb), info.has_cls, info.seq_len, result.index[row].tolist(), groups
             )
             name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(batch["ids"][i]))  # ids may hold "/"
             picture.save(self.overlay_dir / f"{name}.png")

@@ -35,12 +35,15 @@ class Encoded:
         None when it keeps everything.
     positions: per image, (k_i,) the index in the image's full token grid each token stands at
         (families whose LLM positions follow the grid: Qwen2-VL); None elsewhere.
-    last: the strategy's raw result of the last tower batch (overlays)."""
+    last: the strategy's raw result of the last tower batch (overlays).
+    base_rows: per image, the row of `last` holding its (base) view, when `last` covers the
+        batch's views on a square grid (the kept-token overlays draw it); None otherwise."""
 
     tokens: list[Tensor]
     kept: list[list[int]] | None = None
     positions: list[Tensor] | None = None
     last: CompressionResult | None = field(default=None, repr=False)
+    base_rows: list[int] | None = None
 
     @property
     def lengths(self) -> list[int]:

@@ -41,9 +41,11 @@ class CompressionStats:
     llm_visual_tokens: float = 0.0  # LLM-side strategies: per image, mean over the LLM's layers
     last: CompressionResult | None = field(default=None, repr=False)
     kept: list[list[int]] | None = field(default=None, repr=False)  # per image, last batch
+    base_rows: list[int] | None = field(default=None, repr=False)  # per image, its row of last
 
     def reset(self) -> None:
         self.images, self.visual_tokens, self.last, self.kept = 0, 0, None, None
+        self.base_rows = None
         self.vision_seconds = self.encoder_seconds = self.compress_seconds = 0.0
         self.llm_visual_tokens = 0.0
 
@@ -126,7 +128,8 @@ class LlavaFamily(Family):
         result = compressed_features(model, images["pixel_values"], compressor, stats)
         projected = model.model.multi_modal_projector(result.tokens)
         kept = None if result.index is None else result.index.tolist()
-        return Encoded(tokens=list(projected), kept=kept, last=result)
+        rows = list(range(projected.shape[0]))
+        return Encoded(tokens=list(projected), kept=kept, last=result, base_rows=rows)
 
     def patch(self, model, compressor: Compressor, stats) -> dict[str, Any]:
         inner = model.model
@@ -147,7 +150,7 @@ class LlavaFamily(Family):
 def count(stats: CompressionStats, encoded: Encoded) -> None:
     stats.images += len(encoded.tokens)
     stats.visual_tokens += sum(encoded.lengths)
-    stats.last, stats.kept = encoded.last, encoded.kept
+    stats.last, stats.kept, stats.base_rows = encoded.last, encoded.kept, encoded.base_rows
 
 
 def install(model, compressor: Compressor, layout: str = "reference") -> Any:

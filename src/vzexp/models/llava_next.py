@@ -95,14 +95,15 @@ class LlavaNextFamily(Family):
             pixels = torch.cat([p[:n] for p, n in zip(pixels, views)])
         result = compressed_features(model, pixels, compressor, stats)
         projected = model.model.multi_modal_projector(result.tokens)  # (all views, K, d)
-        tokens, kept, start = [], [], 0
+        tokens, kept, rows, start = [], [], [], 0
         for i, n in enumerate(views):
+            rows.append(start)
             part = slice(start, start + n)
             tokens.append(self.lay_out(model, projected[part], result, part, images, i))
             if result.index is not None:
                 kept.append(result.index[part].flatten().tolist())
             start += n
-        return Encoded(tokens=tokens, kept=kept or None, last=result)
+        return Encoded(tokens=tokens, kept=kept or None, last=result, base_rows=rows)
 
     def grid_shape(self, model, image_size) -> tuple[int, int]:
         from transformers.models.llava_next.modeling_llava_next import get_anyres_image_grid_shape

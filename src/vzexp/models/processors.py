@@ -14,15 +14,21 @@ from pathlib import Path
 
 @functools.cache
 def image_only(cls):
-    """`cls` accepting video_processor=None (processing videos through it then fails)."""
+    """`cls` without its video processor: built, called and saved with images only (the
+    sub-processor list that transformers reads from __init__ leaves the video processor out)."""
 
-    def check_argument_for_proper_class(self, argument_name, argument):
-        if argument_name == "video_processor" and argument is None:
-            return None
-        return cls.check_argument_for_proper_class(self, argument_name, argument)
+    def get_attributes(klass):
+        return [a for a in cls.get_attributes() if a != "video_processor"]
+
+    @functools.wraps(cls.__init__)  # the parent's signature: transformers saves what it names
+    def __init__(self, *args, video_processor=None, **kwargs):
+        cls.__init__(self, *args, video_processor=None, **kwargs)
+        self.video_processor = None
 
     return type(
-        cls.__name__, (cls,), {"check_argument_for_proper_class": check_argument_for_proper_class}
+        cls.__name__,
+        (cls,),
+        {"get_attributes": classmethod(get_attributes), "__init__": __init__},
     )
 
 
