@@ -163,6 +163,9 @@ class TaskConfig:
     predictions_dir: str = "predictions"
     resume: bool = True
     overlays: int = 4  # kept-token overlays of the first samples, logged under overlays/
+    # dialogues (data=shapes_dialogue): also ask every turn by re-sending the image and the
+    # whole conversation, timed beside the cached turns (dialogue_time_saved)
+    dialogue_baseline: bool = False
 
     def __post_init__(self):
         if self.max_new_tokens < 1:

@@ -300,6 +300,7 @@ def predictor(settings: VzexpConfig, tracker):
                 scorer.sample,
                 overlays=overlays,
                 overlay_dir=output_dir() / "overlays" if overlays else None,
+                dialogue_baseline=getattr(settings.task, "dialogue_baseline", False),
             )
             trainer.predict(evaluator, datamodule=datamodule, return_predictions=False)
             # every rank's part file is complete before rank 0 merges them (DDP)

@@ -261,3 +261,20 @@ def test_attention_received_equals_the_eager_attention_maps(name, monkeypatch):
     if order is not None:
         per_token = per_token[torch.argsort(order)]
     torch.testing.assert_close(received.float(), per_token.float(), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ANYRES)
+def test_the_full_token_count_per_image_is_the_models_own(name):
+    """What the placeholders are cut from: each image's count in the model's own layout (so the
+    images of a video, whose placeholder runs touch, are told apart)."""
+    model, processor = FAMILIES[name]()
+    inputs = batch(name, processor)
+    keys = ("pixel_values", "image_sizes", "batch_num_images")
+    images = {k: inputs[k] for k in keys if k in inputs}
+    family = install(model, build_compressor("visionzip", budget=6)).vzexp_family
+    uninstall(model)
+    with torch.no_grad():
+        own = model.model.get_image_features(**images).pooler_output
+    assert family.full_lengths(model, images) == [len(t) for t in own]
+    per_row = (inputs.input_ids == model.config.image_token_id).sum(1).tolist()
+    assert per_row == [len(t) for t in own]

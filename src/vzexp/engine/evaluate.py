@@ -28,12 +28,16 @@ class Collator:
         samples = [s for s in samples if s.image is not None]
         if not samples:
             return {"inputs": None, "skipped": skipped}
+        if any(s.turns for s in samples):  # asked turn by turn in the evaluator (KV cache)
+            return {"inputs": None, "dialogues": samples, "skipped": skipped}
         prompts = [
             self.processor.apply_chat_template(
                 [
                     {
                         "role": "user",
-                        "content": [{"type": "image"}, {"type": "text", "text": s.question}],
+                        # one image slot per image: a video's frames in order
+                        "content": [{"type": "image"} for _ in s.images]
+                        + [{"type": "text", "text": s.question}],
                     }
                 ],
                 add_generation_prompt=True,
@@ -41,13 +45,16 @@ class Collator:
             for s in samples
         ]
         inputs = self.processor(
-            images=[s.image.convert("RGB") for s in samples],
+            # nested per sample: processors then know which images share a prompt (OneVision
+            # gives a sample's several images one view each, as it was trained)
+            images=[[image.convert("RGB") for image in s.images] for s in samples],
             text=prompts,
             padding=True,
             return_tensors="pt",
         )
         return {
             "inputs": dict(inputs),
+            "images_per_sample": [len(s.images) for s in samples],
             "ids": [s.id for s in samples],
             "questions": [s.question for s in samples],
             "answers": [s.answer for s in samples],
@@ -113,9 +120,11 @@ class Evaluator(L.LightningModule):
         sample_score=None,
         overlays: int = 0,
         overlay_dir: Path | None = None,
+        dialogue_baseline: bool = False,
     ):
         super().__init__()
         self.model, self.processor, self.max_new_tokens = model, processor, max_new_tokens
+        self.dialogue_baseline = dialogue_baseline
         self.sample_score = sample_score or (lambda r: exact_match(r["prediction"], r["answer"]))
         self.overlays, self.overlay_dir = overlays, overlay_dir
 
@@ -163,9 +172,64 @@ class Evaluator(L.LightningModule):
             }
             for s in batch.get("skipped", [])
         ]
+        if batch.get("dialogues"):
+            return self.dialogue_step(batch["dialogues"]) + skipped
         if batch["inputs"] is None:
             return skipped
         return self.generate_step(batch, batch_idx) + skipped
+
+    def dialogue_step(self, samples: list[Sample]) -> list[dict[str, Any]]:
+        """Each sample's questions in one conversation, reusing the visual tokens and the KV
+        cache; with dialogue_baseline also re-sending everything every turn, timed apart."""
+        from vzexp.engine.dialogue import converse
+
+        records = []
+        for sample in samples:
+            stats = self.model.vzexp_stats
+            stats.reset()
+            self.model.vzexp_compressor.sample_keys = [str(sample.id)] * len(sample.images)
+            images = [image.convert("RGB") for image in sample.images]
+            questions = [t["question"] for t in sample.turns]
+            turns = converse(self.model, self.processor, images, questions, self.max_new_tokens)
+            visual = stats.visual_tokens / max(stats.images, 1) * len(images)
+            kept = stats.kept
+            again = None
+            if self.dialogue_baseline:
+                again = converse(
+                    self.model, self.processor, images, questions, self.max_new_tokens, True
+                )
+            out_turns = []
+            for k, (asked, turn) in enumerate(zip(sample.turns, turns)):
+                record = {
+                    "question": asked["question"],
+                    "answer": asked["answer"],
+                    "type": asked.get("type"),
+                    "meta": sample.meta,
+                    "prediction": turn.prediction,
+                    "turn_s": turn.seconds,
+                    "prefill_tokens": turn.new_tokens,
+                }
+                if again is not None:
+                    record["reencode_turn_s"] = again[k].seconds
+                    record["reencode_prefill_tokens"] = again[k].new_tokens
+                    record["reencode_prediction"] = again[k].prediction
+                record["correct"] = self.sample_score(record)
+                out_turns.append(record)
+            records.append(
+                {
+                    "id": sample.id,
+                    "question": sample.question,
+                    "answer": sample.answer,
+                    "type": sample.meta.get("type"),
+                    "meta": sample.meta,
+                    "prediction": turns[0].prediction,
+                    "visual_tokens": visual,
+                    "turns": out_turns,
+                    **({"kept": kept} if kept is not None else {}),
+                    "correct": sum(t["correct"] for t in out_turns) / len(out_turns),
+                }
+            )
+        return records
 
     def generate_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         stats = self.model.vzexp_stats
@@ -188,8 +252,13 @@ class Evaluator(L.LightningModule):
             self.save_overlays(batch)
         texts = self.processor.tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
         n = len(texts)
-        # the kept token indices per sample: a rerun must select the same ones (determinism)
-        kept = stats.kept if stats.kept is not None and n == stats.images else None
+        # per sample: its images' visual tokens and kept indices (a video: its frames'); the
+        # kept indices are recorded so that a rerun can be checked to select the same ones
+        per_sample = batch.get("images_per_sample") or [1] * n
+        starts = [sum(per_sample[:i]) for i in range(n)]
+        lengths = stats.lengths if len(stats.lengths) == sum(per_sample) else None
+        kept = stats.kept if stats.kept is not None and len(stats.kept) == sum(per_sample) else None
+        llm_per_image = stats.llm_visual_tokens / max(stats.images, 1)
         records = []
         for i, text in enumerate(texts):
             records.append(
@@ -200,12 +269,10 @@ class Evaluator(L.LightningModule):
                     "type": batch["types"][i],
                     "meta": batch["metas"][i],
                     "prediction": text.strip(),
-                    "visual_tokens": stats.visual_tokens // max(stats.images, 1),
-                    # what the LLM's layers see on average (LLM-side strategies prune inside)
-                    "visual_tokens_llm": (
-                        stats.llm_visual_tokens / max(stats.images, 1)
-                        if stats.llm_visual_tokens
-                        else stats.visual_tokens / max(stats.images, 1)
+                    "visual_tokens": (
+                        sum(lengths[starts[i] : starts[i] + per_sample[i]])
+                        if lengths is not None
+                        else stats.visual_tokens // max(stats.images, 1)
                     ),
                     # Batch-level times shared equally by the batch's samples. transformers encodes
                     # images before the LLM prefill, so time to first token = vision + LLM prefill.
@@ -217,8 +284,15 @@ class Evaluator(L.LightningModule):
                     "generate_s": total / n,
                 }
             )
+            # what the LLM's layers see on average (LLM-side strategies prune inside)
+            records[-1]["visual_tokens_llm"] = (
+                llm_per_image * per_sample[i]
+                if stats.llm_visual_tokens
+                else float(records[-1]["visual_tokens"])
+            )
             if kept is not None:
-                records[-1]["kept"] = kept[i]
+                mine = kept[starts[i] : starts[i] + per_sample[i]]
+                records[-1]["kept"] = mine[0] if per_sample[i] == 1 else mine
             records[-1]["correct"] = self.sample_score(records[-1])
         return records
 
@@ -240,33 +314,82 @@ def accuracy_by_type(records: list[dict[str, Any]]) -> dict[str, float]:
     return {f"accuracy/{t}": sum(v) / len(v) for t, v in by_type.items()}
 
 
+def dialogue_turns(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Dialogue records -> one record per turn (the unit that is scored), the dialogue's visual
+    tokens on each."""
+    flat = []
+    for r in records:
+        for k, turn in enumerate(r["turns"]):
+            flat.append(
+                {**turn, "id": f"{r['id']}#{k}", "turn": k, "visual_tokens": r["visual_tokens"]}
+            )
+    return flat
+
+
+def dialogue_metrics(turns: list[dict[str, Any]]) -> dict[str, float]:
+    """Time per turn with the visual tokens and KV cache reused, and (with dialogue_baseline)
+    re-sending the image and the whole conversation every turn, measured side by side."""
+    n = max(len(turns), 1)
+    out = {
+        "dialogue_turn_ms": 1000 * sum(t["turn_s"] for t in turns) / n,
+        "dialogue_prefill_tokens_per_turn": sum(t["prefill_tokens"] for t in turns) / n,
+    }
+    if turns and all("reencode_turn_s" in t for t in turns):
+        again = 1000 * sum(t["reencode_turn_s"] for t in turns) / n
+        out["dialogue_reencode_turn_ms"] = again
+        out["dialogue_time_saved"] = 1 - out["dialogue_turn_ms"] / max(again, 1e-12)
+        out["dialogue_reencode_prefill_tokens_per_turn"] = (
+            sum(t["reencode_prefill_tokens"] for t in turns) / n
+        )
+        # both paths see the same token sequence: their greedy answers should agree
+        out["dialogue_reencode_agreement"] = (
+            sum(t["reencode_prediction"] == t["prediction"] for t in turns) / n
+        )
+    return out
+
+
 def summarize(records: list[dict[str, Any]], device: str, scorer=None) -> dict[str, float]:
     """The benchmark's metrics (its scorer; mean per-sample score otherwise), accuracy per
     question type when samples carry one, and the efficiency figures. Samples skipped for an
-    unreadable image (data.on_bad_image=skip) are left out of every figure and counted."""
+    unreadable image (data.on_bad_image=skip) are left out of every figure and counted.
+    Dialogues are scored per turn."""
     skipped = sum(1 for r in records if r.get("skipped"))
     records = [r for r in records if not r.get("skipped")]
-    n = max(len(records), 1)
-    mean = lambda key: sum(r[key] for r in records) / n  # noqa: E731
+    dialogues = [r for r in records if "turns" in r]
+    extra: dict[str, float] = {}
+    if dialogues:
+        records = dialogue_turns(dialogues)
+        extra = {"dialogues": float(len(dialogues)), **dialogue_metrics(records)}
+
+    def mean(key: str) -> float:
+        return sum(r[key] for r in records) / max(len(records), 1)
+
     scores = scorer.metrics(records) if scorer is not None else {}
-    return {
+    metrics = {
         "accuracy": mean("correct"),
         **scores,
         **accuracy_by_type(records),
         "samples": float(len(records)),
         **({"skipped_samples": float(skipped)} if skipped else {}),
         "visual_tokens": mean("visual_tokens"),
-        "visual_tokens_llm": mean("visual_tokens_llm"),
-        "prefill_ms_per_sample": 1000 * mean("prefill_s"),
-        "vision_ms_per_sample": 1000 * mean("vision_s"),
-        "encoder_ms_per_sample": 1000 * mean("encoder_s"),
-        "compress_ms_per_sample": 1000 * mean("compress_s"),
-        # the strategy's selection/merging cost as a share of the tower forward it follows
-        "selection_overhead": mean("compress_s") / max(mean("encoder_s"), 1e-12),
-        "llm_prefill_ms_per_sample": 1000 * mean("llm_prefill_s"),
-        "generate_ms_per_sample": 1000 * mean("generate_s"),
-        "peak_memory_mb": peak_memory_mb(device),
+        **extra,
     }
+    if records and all("prefill_s" in r for r in records):  # single-turn generation, timed by phase
+        metrics.update(
+            {
+                "visual_tokens_llm": mean("visual_tokens_llm"),
+                "prefill_ms_per_sample": 1000 * mean("prefill_s"),
+                "vision_ms_per_sample": 1000 * mean("vision_s"),
+                "encoder_ms_per_sample": 1000 * mean("encoder_s"),
+                "compress_ms_per_sample": 1000 * mean("compress_s"),
+                # the strategy's selection/merging cost as a share of the tower forward it follows
+                "selection_overhead": mean("compress_s") / max(mean("encoder_s"), 1e-12),
+                "llm_prefill_ms_per_sample": 1000 * mean("llm_prefill_s"),
+                "generate_ms_per_sample": 1000 * mean("generate_s"),
+            }
+        )
+    metrics["peak_memory_mb"] = peak_memory_mb(device)
+    return metrics
 
 
 class SkipBadImages(Dataset):

@@ -83,6 +83,14 @@ class Family:
         """Tokens per image without compression, when fixed (LLaVA-1.5)."""
         return None
 
+    def full_lengths(self, model, images: dict[str, Any]) -> list[int] | None:
+        """Each image's placeholder count as the processor expanded it, when the family can tell
+        (then adjacent images in a prompt need no separator); None: one run per image."""
+        full = self.full_tokens(model)
+        if full is None or images.get("pixel_values") is None:
+            return None
+        return [full] * images["pixel_values"].shape[0]
+
     def encode(self, model, compressor: Compressor, images: dict[str, Any], stats) -> Encoded:
         raise NotImplementedError
 
@@ -125,11 +133,13 @@ def resize_image_runs(
     image_token_id: int,
     lengths: list[int],
     pad_id: int,
+    full: list[int] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Give the k-th run of image placeholders (counted over the batch, row by row: the k-th
-    image) lengths[k] positions, and left-pad the rows again. Returns (ids, mask, source): source
-    is each new position's index in the caller's row (-1 for padding; a run that grows repeats
-    its last placeholder)."""
+    """Give the k-th image's run of placeholders (counted over the batch, row by row) lengths[k]
+    positions, and left-pad the rows again. The k-th image has full[k] placeholders when given
+    (so adjacent images' runs can be told apart), else one run each. Returns (ids, mask,
+    source): source is each new position's index in the caller's row (-1 for padding; a run that
+    grows repeats its last placeholder)."""
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     rows, sources = [], []
@@ -149,6 +159,8 @@ def resize_image_runs(
             end = k
             while end < len(ids) and is_image[end]:
                 end += 1
+            if full is not None and image < len(full):
+                end = min(end, k + full[image])  # this image's own placeholders only
             if image >= len(lengths):
                 raise ValueError(
                     f"the prompts hold more image placeholder runs than the {len(lengths)} images "

@@ -42,10 +42,11 @@ class CompressionStats:
     last: CompressionResult | None = field(default=None, repr=False)
     kept: list[list[int]] | None = field(default=None, repr=False)  # per image, last batch
     base_rows: list[int] | None = field(default=None, repr=False)  # per image, its row of last
+    lengths: list[int] = field(default_factory=list)  # per image since the reset: its tokens
 
     def reset(self) -> None:
         self.images, self.visual_tokens, self.last, self.kept = 0, 0, None, None
-        self.base_rows = None
+        self.base_rows, self.lengths = None, []
         self.vision_seconds = self.encoder_seconds = self.compress_seconds = 0.0
         self.llm_visual_tokens = 0.0
 
@@ -150,6 +151,7 @@ class LlavaFamily(Family):
 def count(stats: CompressionStats, encoded: Encoded) -> None:
     stats.images += len(encoded.tokens)
     stats.visual_tokens += sum(encoded.lengths)
+    stats.lengths += encoded.lengths
     stats.last, stats.kept, stats.base_rows = encoded.last, encoded.kept, encoded.base_rows
 
 
@@ -196,6 +198,7 @@ def install(model, compressor: Compressor, layout: str = "reference") -> Any:
             model.config.image_token_id,
             encoded.lengths,
             pad_id if pad_id is not None else 0,
+            family.full_lengths(model, images),
         )
         extra = family.generation_inputs(model, ids, mask, source, kwargs, images, encoded)
         out = original_generate(
@@ -206,6 +209,7 @@ def install(model, compressor: Compressor, layout: str = "reference") -> Any:
             **extra,
         )
         sequences = out if isinstance(out, Tensor) else out.sequences
+        model.vzexp_last_sequences = sequences  # what the LLM saw (a dialogue continues it)
         # Give back the caller's prompt followed by the new tokens.
         restored = torch.cat([input_ids, sequences[:, ids.shape[1] :]], dim=1)
         if isinstance(out, Tensor):
@@ -232,6 +236,12 @@ def uninstall(model) -> Any:
         model.vzexp_compressor.detach()
     for name, owner in patched.items():
         owner.__dict__.pop(name, None)  # the instance attribute; the class's method shows again
-    for attr in ("vzexp_compressor", "vzexp_family", "vzexp_stats", "vzexp_tokens_per_image"):
+    for attr in (
+        "vzexp_compressor",
+        "vzexp_family",
+        "vzexp_stats",
+        "vzexp_tokens_per_image",
+        "vzexp_last_sequences",
+    ):
         model.__dict__.pop(attr, None)
     return model

@@ -80,6 +80,28 @@ class LlavaNextFamily(Family):
             for size in images["image_sizes"]
         ]
 
+    def full_lengths(self, model, images: dict[str, Any]) -> list[int]:
+        """Each image's token count in the model's own layout (base view, unpadded crop rows,
+        one image-newline per row), as the processor expands its placeholders."""
+        info = tower_info(self.vision_tower(model))
+        side = info.grid
+        select_full = model.config.vision_feature_select_strategy == "full"
+        base = side * side + int(info.has_cls and select_full)
+        lengths = []
+        for i, views in enumerate(self.views(model, images)):
+            if views == 1:
+                lengths.append(base + 1)  # the base view and one newline
+                continue
+            size = images["image_sizes"][i]
+            rows, cols = self.grid_shape(model, size)
+            top, bottom, left, right = unpadded_box(rows * side, cols * side, size)
+            height, width = self.shrunk(model, bottom - top, right - left, side)
+            lengths.append(base + height * (width + 1))
+        return lengths
+
+    def shrunk(self, model, height: int, width: int, side: int) -> tuple[int, int]:
+        return height, width  # LLaVA-NeXT keeps the whole unpadded grid
+
     def own_features(self, model, images: dict[str, Any]) -> list[Tensor]:
         out = type(model.model).get_image_features(model.model, **images, return_dict=True)
         return list(out.pooler_output)
@@ -185,6 +207,16 @@ class LlavaOnevisionFamily(LlavaNextFamily):
         # several images in one sample: each is one view (transformers does not tile them)
         single = [int(n) == 1 for n in counts for _ in range(int(n))]
         return [v if s else 1 for v, s in zip(views, single)]
+
+    def shrunk(self, model, height: int, width: int, side: int) -> tuple[int, int]:
+        """anyres_max_N: a grid larger than N views is interpolated down (the model's own rule)."""
+        import math
+
+        limit = int(str(model.config.vision_aspect_ratio).strip("anyres_max_"))
+        ratio = math.sqrt(height * width / (limit * side**2))
+        if ratio > 1.1:
+            return int(height // ratio), int(width // ratio)
+        return height, width
 
     def grid_shape(self, model, image_size) -> tuple[int, int]:
         from transformers.models.llava_onevision.modeling_llava_onevision import (

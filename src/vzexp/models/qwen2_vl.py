@@ -80,6 +80,9 @@ class Qwen2VLFamily(Family):
         compressor.output_tokens(1 << 16, False)  # the budget's own consistency
         return None  # tokens per image follow each image's size
 
+    def full_lengths(self, model, images: dict[str, Any]) -> list[int]:
+        return (images["image_grid_thw"].prod(-1) // self.merge_unit(model)).tolist()
+
     def merge_unit(self, model) -> int:
         return model.config.vision_config.spatial_merge_size**2
 
