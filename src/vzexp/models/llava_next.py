@@ -212,7 +212,7 @@ class LlavaOnevisionFamily(LlavaNextFamily):
         """anyres_max_N: a grid larger than N views is interpolated down (the model's own rule)."""
         import math
 
-        limit = int(str(model.config.vision_aspect_ratio).strip("anyres_max_"))
+        limit = int(str(model.config.vision_aspect_ratio).removeprefix("anyres_max_"))
         ratio = math.sqrt(height * width / (limit * side**2))
         if ratio > 1.1:
             return int(height // ratio), int(width // ratio)
