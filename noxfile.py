@@ -23,3 +23,4 @@ def lint(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """On-demand benchmarks (not run by CI); results are written under experiments/."""
     session.run("python", "experiments/perf/bench_capture.py", *session.posargs)
+    session.run("python", "experiments/perf/bench_prefill.py", *session.posargs)
