@@ -6,7 +6,8 @@ teacher-forced first answer token is scored per question type on 400 test questi
     python experiments/tiny_default/probes/binding_probe.py MODEL_DIR NAME STEPS '{"llm": {...}}'
 
 The JSON overrides the LLM config (e.g. {"rope_theta": 1e6}) and training settings
-(lr, batch, turns, scenes, warmup). T=threads. Logs: logs/bind_*.log"""
+(lr, batch, turns, scenes, warmup; "select": "full" shows the LLM the CLS token too, as
+vision_feature_select_strategy=full does). T=threads. Logs: logs/bind_*.log"""
 
 # ruff: noqa: E402, E741  (an ad-hoc script, kept as it was run)
 
@@ -35,6 +36,7 @@ path, name, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 over = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
 lr, batch, turns = over.get("lr", 1e-3), over.get("batch", 16), over.get("turns", 10)
 n_scenes, warmup, every = over.get("scenes", 6000), over.get("warmup", 100), over.get("eval", 250)
+first = 0 if over.get("select") == "full" else 1  # LLaVA's default select drops CLS
 torch.manual_seed(0)
 trained, _ = load_checkpoint(path)
 enc = OmegaConf.to_container(OmegaConf.load("conf/encoder/tiny_clip.yaml"))
@@ -52,7 +54,7 @@ def features(images: torch.Tensor) -> torch.Tensor:
     out = []
     for k in range(0, len(images), 256):
         px = normalize_pixels(images[k : k + 256], im.image_mean, im.image_std)
-        out.append(tower(pixel_values=px, output_hidden_states=True).hidden_states[-2][:, 1:])
+        out.append(tower(pixel_values=px, output_hidden_states=True).hidden_states[-2][:, first:])
     return torch.cat(out)
 
 
