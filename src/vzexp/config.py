@@ -265,9 +265,14 @@ class TuneTaskConfig(TaskConfig):
     checkpoint_dir: str = "checkpoints"
     baseline: bool = True
     overlays: int = 0
+    # also train the LLM's last N decoder layers (0: the projector alone, VisionZip's recipe);
+    # they are saved beside the projector and loaded with it
+    llm_layers: int = 0
 
     def __post_init__(self):
         super().__post_init__()
+        if self.llm_layers < 0:
+            raise ConfigError("task.llm_layers", self.llm_layers, "an integer >= 0")
         for key in ("epochs", "batch_size", "accumulate"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"task.{key}", getattr(self, key), "an integer >= 1")

@@ -27,6 +27,7 @@ TRAINING_FIELDS = (
     "weight_decay",
     "warmup_ratio",
     "grad_clip",
+    "llm_layers",
 )
 
 
@@ -152,6 +153,7 @@ def tune_and_evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> 
     tuner = ProjectorTuner(
         model,
         compressor,
+        llm_layers=task.llm_layers,
         lr=task.lr,
         weight_decay=task.weight_decay,
         warmup_steps=math.ceil(task.warmup_ratio * total_steps),
@@ -192,9 +194,10 @@ def tune_and_evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> 
                 "train_records": len(dataset),
                 "epochs": task.epochs,
             },
+            llm_layers=task.llm_layers,
         )
-        tracker.log_artifact(directory / "projector.safetensors", artifact_path=ARTIFACT_PATH)
-        tracker.log_artifact(directory / "projector.json", artifact_path=ARTIFACT_PATH)
+        for name in sorted(p.name for p in directory.iterdir()):
+            tracker.log_artifact(directory / name, artifact_path=ARTIFACT_PATH)
     metrics.update(
         {
             "tune/train_records": float(len(dataset)),

@@ -98,6 +98,39 @@ def test_only_the_projector_trains_and_checkpoints_hold_only_it(shipped, train_d
     model.load_state_dict(before)
 
 
+def test_llm_layers_train_the_last_layers_too_and_load_back_with_the_projector(
+    shipped, train_dir, tmp_path
+):
+    model, processor = shipped
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    compressor = VisionZip(budget=TOKENS)
+    data = dataset_for(model, processor, train_dir, compressor)
+    last = len(model.model.language_model.layers) - 1
+    tuner = ProjectorTuner(model, compressor, llm_layers=1, **schedule())
+    trainer = L.Trainer(
+        max_steps=3,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(tuner, datamodule=TuneDataModule(data, 3, 0, seed=0))
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    tail = f"model.language_model.layers.{last}."
+    assert any(k.startswith(tail) for k in changed)
+    assert all(k.startswith(("model.multi_modal_projector.", tail)) for k in changed)
+    tuned = {k: v.clone() for k, v in model.state_dict().items()}
+    saved = save_projector(model, tmp_path / "projector", {"tokens": TOKENS}, llm_layers=1)
+    assert (saved / "llm_layers.safetensors").is_file()
+    model.load_state_dict(before)
+    load_projector(model, str(saved))  # the directory: projector and the tuned layer
+    assert all(torch.equal(model.state_dict()[k], tuned[k]) for k in changed)
+    model.load_state_dict(before)
+    with pytest.raises(ConfigError, match="task.llm_layers"):
+        ProjectorTuner(model, compressor, llm_layers=99, **schedule())
+
+
 def test_cached_tokens_equal_the_tokens_computed_in_the_loop(shipped, train_dir, tmp_path):
     model, processor = shipped
     compressor = VisionZip(budget=TOKENS)

@@ -27,8 +27,8 @@ from vzexp.engine.tiny_training import (
     Conversations,
     RenderedScenes,
     normalize_pixels,
-    warmup_cosine,
 )
+from vzexp.engine.schedule import warmup_cosine
 from vzexp.models.build import assemble, load_checkpoint
 
 torch.set_num_threads(int(os.environ.get("T", "1")))
@@ -159,14 +159,40 @@ def evaluate_text() -> str:
     )
 
 
+# reg: the projector alone, regressed per patch onto word embeddings of the LLM: an object patch
+# -> E[its colour] + E[its shape], a background patch -> E["."] (the LLM's own embeddings, as
+# they are when the phase runs), so that visual tokens start out as "merged words"
+from vzexp.data.shapes import COLORS, SHAPES
+from vzexp.engine.tiny_training import patch_labels
+
+grid = int(train_feats.shape[1] ** 0.5)
+cids = {c: i + 1 for i, c in enumerate(COLORS)}
+sids = {s_: i + 1 for i, s_ in enumerate(SHAPES)}
+labels_c = torch.zeros(len(scenes), grid * grid, dtype=torch.long)
+labels_s = torch.zeros(len(scenes), grid * grid, dtype=torch.long)
+for i, sc in enumerate(scenes.scenes):
+    labels_c[i], labels_s[i] = patch_labels(sc, grid, cids, sids)
+word = lambda w: tok.convert_tokens_to_ids(w)  # noqa: E731
+color_words = torch.tensor([word(".")] + [word(c) for c in COLORS])
+shape_words = torch.tensor([word(".")] + [word(s_) for s_ in SHAPES])
+
+
+def reg_targets(idx):
+    emb = lm.embed_tokens.weight.detach()
+    c, s_ = labels_c[idx], labels_s[idx]
+    target = emb[color_words[c]] + emb[shape_words[s_]]
+    return torch.where((c > 0).unsqueeze(-1), target, emb[word(".")].expand_as(target))
+
+
 # phases: [mode, steps, lr, batch]; mode text = LLM on caption-in-context text, proj = projector
-# alone on image QA, both = projector + LLM on image QA (the recipe's instruct stage)
+# alone on image QA, both = projector + LLM on image QA (the recipe's instruct stage), reg = the
+# projector regressed onto word embeddings (above)
 phases = over.get("phases", [["both", steps, lr, batch]])
 gen = torch.Generator().manual_seed(0)
 step, losses, epoch = 0, [], 0
 for mode, n_steps, lr, batch in phases:
     model.requires_grad_(False)
-    if mode in ("proj", "both"):
+    if mode in ("proj", "both", "reg"):
         projector.requires_grad_(True)
     if mode in ("text", "both"):
         lm.requires_grad_(True)
@@ -189,10 +215,16 @@ for mode, n_steps, lr, batch in phases:
             for r, it in enumerate(items):
                 n = len(it["input_ids"])
                 ids[r, :n], labels[r, :n], mask[r, :n] = it["input_ids"], it["labels"], 1
-            logits = forward(ids, mask, None if mode == "text" else train_feats[idx])
-            loss = torch.nn.functional.cross_entropy(
-                logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX
-            )
+            if mode == "reg":
+                out = projector(train_feats[idx])
+                loss = torch.nn.functional.mse_loss(out, reg_targets(idx)) / reg_targets(
+                    idx
+                ).pow(2).mean()
+            else:
+                logits = forward(ids, mask, None if mode == "text" else train_feats[idx])
+                loss = torch.nn.functional.cross_entropy(
+                    logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX
+                )
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -26,11 +26,25 @@ from vzexp.engine.schedule import Scheduled
 
 
 class ProjectorTuner(Scheduled):
-    def __init__(self, model, compressor, **schedule):
+    """`llm_layers` > 0 also trains the LLM's last decoder layers (a submodule too, so they are
+    checkpointed and synchronised like the projector); 0 is VisionZip's projector-only recipe."""
+
+    def __init__(self, model, compressor, llm_layers: int = 0, **schedule):
         super().__init__(**schedule)
         model.requires_grad_(False)
         self.projector = model.model.multi_modal_projector
         self.projector.requires_grad_(True)
+        layers = model.model.language_model.layers
+        if llm_layers > len(layers):
+            from vzexp.errors import ConfigError
+
+            raise ConfigError(
+                "task.llm_layers",
+                llm_layers,
+                f"0..{len(layers)} (the LLM has {len(layers)} layers)",
+            )
+        self.llm_tail = nn.ModuleList(list(layers)[len(layers) - llm_layers :])
+        self.llm_tail.requires_grad_(True)
         # not a submodule: kept out of checkpoints, DDP and Lightning's device moves
         self.__dict__["vlm"] = model
         self.compressor = compressor
@@ -40,6 +54,7 @@ class ProjectorTuner(Scheduled):
         self.vlm.to(self.device)
         self.vlm.eval()  # frozen parts in eval mode (no dropout)
         self.projector.train()
+        self.llm_tail.train()
 
     def visual_tokens(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if "features" in batch:

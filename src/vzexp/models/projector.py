@@ -13,15 +13,27 @@ from vzexp.atomic import atomic_path
 from vzexp.errors import ConfigError, MissingPathError
 
 WEIGHTS, INFO = "projector.safetensors", "projector.json"
+LLM_LAYERS = "llm_layers.safetensors"  # the LLM's last layers, when task.llm_layers trained them
 ARTIFACT_PATH = "projector"
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-def save_projector(model, directory: Path, info: dict) -> Path:
+def save_projector(model, directory: Path, info: dict, llm_layers: int = 0) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in projector_of(model).state_dict().items()}
     with atomic_path(directory / WEIGHTS) as tmp:
         save_file(state, tmp)
+    if llm_layers:
+        layers = model.model.language_model.layers
+        first = len(layers) - llm_layers
+        tail = {
+            f"{first + i}.{k}": v.detach().cpu().contiguous()
+            for i, layer in enumerate(list(layers)[first:])
+            for k, v in layer.state_dict().items()
+        }
+        with atomic_path(directory / LLM_LAYERS) as tmp:
+            save_file(tail, tmp)
+        info = {**info, "llm_layers": list(range(first, len(layers)))}
     with atomic_path(directory / INFO) as tmp:
         tmp.write_text(json.dumps(info, indent=2, default=str))
     return directory
@@ -71,4 +83,41 @@ def load_projector(model, ref: str, tracking_uri: str | None = None) -> Path:
             f"a projector of this model's shape {expected} (that file has {found})",
         )
     target.load_state_dict({k: v.to(next(target.parameters()).dtype) for k, v in state.items()})
+    tail = path.with_name(LLM_LAYERS)
+    if tail.is_file() or RUN_ID.match(ref):
+        load_llm_layers(
+            model, tail if tail.is_file() else _download(ref, LLM_LAYERS, tracking_uri), ref
+        )
     return path
+
+
+def _download(run_id: str, name: str, tracking_uri: str | None) -> Path | None:
+    """The run's projector/<name> artifact, or None when it has none."""
+    import mlflow
+
+    try:
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=f"{ARTIFACT_PATH}/{name}", tracking_uri=tracking_uri
+            )
+        )
+    except Exception:  # no such artifact: a projector-only tuning
+        return None
+
+
+def load_llm_layers(model, path: Path | None, ref: str) -> None:
+    """The tuned last LLM layers saved beside a projector, into the model's own layers."""
+    if path is None:
+        return
+    layers = model.model.language_model.layers
+    by_layer: dict[int, dict] = {}
+    for key, value in load_file(path).items():
+        index, _, name = key.partition(".")
+        by_layer.setdefault(int(index), {})[name] = value
+    for index, state in by_layer.items():
+        if index >= len(layers):
+            raise ConfigError(
+                "model.projector", ref, f"tuned LLM layers of this model ({len(layers)} layers)"
+            )
+        dtype = next(layers[index].parameters()).dtype
+        layers[index].load_state_dict({k: v.to(dtype) for k, v in state.items()})
