@@ -268,11 +268,14 @@ class TuneTaskConfig(TaskConfig):
     # also train the LLM's last N decoder layers (0: the projector alone, VisionZip's recipe);
     # they are saved beside the projector and loaded with it
     llm_layers: int = 0
+    llm_lr: float | None = None  # their learning rate (null: task.lr)
 
     def __post_init__(self):
         super().__post_init__()
         if self.llm_layers < 0:
             raise ConfigError("task.llm_layers", self.llm_layers, "an integer >= 0")
+        if self.llm_lr is not None and self.llm_lr <= 0:
+            raise ConfigError("task.llm_lr", self.llm_lr, "a learning rate > 0, or null")
         for key in ("epochs", "batch_size", "accumulate"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"task.{key}", getattr(self, key), "an integer >= 1")
@@ -304,8 +307,11 @@ class TrainDataConfig:
     fraction: float = 1.0
     limit: int | None = None
     seed: int = 0
+    max_turns: int | None = None  # keep each conversation's first N question-answer turns
 
     def __post_init__(self):
+        if self.max_turns is not None and self.max_turns < 1:
+            raise ConfigError("train_data.max_turns", self.max_turns, "an integer >= 1, or null")
         if not 0.0 < self.fraction <= 1.0:
             raise ConfigError("train_data.fraction", self.fraction, "a fraction in (0, 1]")
         if self.limit is not None and self.limit < 1:

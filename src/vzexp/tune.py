@@ -28,6 +28,7 @@ TRAINING_FIELDS = (
     "warmup_ratio",
     "grad_clip",
     "llm_layers",
+    "llm_lr",
 )
 
 
@@ -54,6 +55,10 @@ def training_records(settings: VzexpConfig):
         path = Path(data.path)
         image_root = Path(data.image_root) if data.image_root else path.parent
     records = read_instruct(path, "train_data.path", data.fraction, data.limit, data.seed)
+    if data.max_turns is not None:
+        from dataclasses import replace
+
+        records = [replace(r, turns=r.turns[: data.max_turns]) for r in records]
     return records, image_root
 
 
@@ -154,6 +159,7 @@ def tune_and_evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> 
         model,
         compressor,
         llm_layers=task.llm_layers,
+        llm_lr=task.llm_lr,
         lr=task.lr,
         weight_decay=task.weight_decay,
         warmup_steps=math.ceil(task.warmup_ratio * total_steps),

@@ -103,7 +103,9 @@ class EasyVQA(Dataset):
 
 
 def instruct_records(dataset: EasyVQA, seed: int = 0) -> list[dict]:
-    """One LLaVA instruction record per image: all its questions, in a seeded order."""
+    """One LLaVA instruction record per image: all its questions, in a seeded order within
+    two groups, its colour and shape questions first, then its yes/no ones (three quarters of
+    the split), so that train_data.max_turns keeps the rarer types."""
     by_image: dict[int, list[tuple[str, str]]] = {}
     for question, answer, image_id in dataset.rows:
         by_image.setdefault(image_id, []).append((question, answer))
@@ -111,6 +113,7 @@ def instruct_records(dataset: EasyVQA, seed: int = 0) -> list[dict]:
     for image_id in sorted(by_image):
         qas = by_image[image_id]
         random.Random(f"easy_vqa:{seed}:{image_id}").shuffle(qas)
+        qas.sort(key=lambda qa: answer_type(qa[1]) == "yes/no")  # stable: the order stays seeded
         turns = []
         for k, (question, answer) in enumerate(qas):
             turns.append({"from": "human", "value": f"<image>\n{question}" if k == 0 else question})

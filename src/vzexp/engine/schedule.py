@@ -29,9 +29,14 @@ class Scheduled(L.LightningModule):
         self.lr, self.weight_decay = lr, weight_decay
         self.warmup_steps, self.total_steps = warmup_steps, total_steps
 
+    def param_groups(self) -> list[dict]:
+        """The optimiser's parameter groups (a group may set its own lr)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        optimizer = torch.optim.AdamW(
+            self.param_groups(), lr=self.lr, weight_decay=self.weight_decay
+        )
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, warmup_cosine(self.warmup_steps, self.total_steps)
         )

@@ -29,8 +29,11 @@ class ProjectorTuner(Scheduled):
     """`llm_layers` > 0 also trains the LLM's last decoder layers (a submodule too, so they are
     checkpointed and synchronised like the projector); 0 is VisionZip's projector-only recipe."""
 
-    def __init__(self, model, compressor, llm_layers: int = 0, **schedule):
+    def __init__(
+        self, model, compressor, llm_layers: int = 0, llm_lr: float | None = None, **schedule
+    ):
         super().__init__(**schedule)
+        self.llm_lr = llm_lr  # the LLM layers' own learning rate (None: the projector's)
         model.requires_grad_(False)
         self.projector = model.model.multi_modal_projector
         self.projector.requires_grad_(True)
@@ -49,6 +52,15 @@ class ProjectorTuner(Scheduled):
         self.__dict__["vlm"] = model
         self.compressor = compressor
         self.image_token_id = model.config.image_token_id
+
+    def param_groups(self) -> list[dict]:
+        groups = [{"params": list(self.projector.parameters())}]
+        if len(self.llm_tail):
+            tail = {"params": list(self.llm_tail.parameters())}
+            if self.llm_lr is not None:
+                tail["lr"] = self.llm_lr
+            groups.append(tail)
+        return groups
 
     def on_fit_start(self) -> None:
         self.vlm.to(self.device)
