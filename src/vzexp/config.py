@@ -8,6 +8,7 @@ allowed, before any model is loaded.
 from __future__ import annotations
 
 import inspect
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -269,6 +270,9 @@ class TuneTaskConfig(TaskConfig):
     # they are saved beside the projector and loaded with it
     llm_layers: int = 0
     llm_lr: float | None = None  # their learning rate (null: task.lr)
+    # also copy the result into $VZEXP_CACHE/trained/<publish>/, where a model config finds it as
+    # ${vzexp_trained:<publish>} (weights too large to ship are built once per machine, then reused)
+    publish: str | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -276,6 +280,8 @@ class TuneTaskConfig(TaskConfig):
             raise ConfigError("task.llm_layers", self.llm_layers, "an integer >= 0")
         if self.llm_lr is not None and self.llm_lr <= 0:
             raise ConfigError("task.llm_lr", self.llm_lr, "a learning rate > 0, or null")
+        if self.publish is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", self.publish):
+            raise ConfigError("task.publish", self.publish, "a plain name (letters, digits, _ . -)")
         for key in ("epochs", "batch_size", "accumulate"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"task.{key}", getattr(self, key), "an integer >= 1")
@@ -440,11 +446,14 @@ def _pretrained_dir(name: str) -> str:
 
 
 def register_configs() -> None:
-    from vzexp.paths import resource_dir
+    from vzexp.paths import resource_dir, trained_dir
 
     if not OmegaConf.has_resolver("vzexp_resource"):
         # ${vzexp_resource:tiny_shapes}: a directory shipped inside the package (works for wheels).
         OmegaConf.register_new_resolver("vzexp_resource", lambda name: str(resource_dir() / name))
+    if not OmegaConf.has_resolver("vzexp_trained"):
+        # ${vzexp_trained:small_real}: what a recipe with task.publish=small_real built here
+        OmegaConf.register_new_resolver("vzexp_trained", lambda name: str(trained_dir(name)))
     if not OmegaConf.has_resolver("vzexp_pretrained"):
         # ${vzexp_pretrained:dinov2_small}: a part converted from a PyPI package into the cache
         # (on first use; vzexp.pretrained)

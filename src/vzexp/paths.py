@@ -28,3 +28,8 @@ def cache_dir() -> Path:
         return Path(os.environ["VZEXP_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "vzexp"
+
+
+def trained_dir(name: str) -> Path:
+    """Where a recipe run with task.publish=<name> leaves its tuned weights on this machine."""
+    return cache_dir() / "trained" / name

@@ -157,6 +157,11 @@ def preflight(settings: VzexpConfig, out: Path) -> None:
     from vzexp.tracking import tracking_uri
 
     check_devices(settings.model.device, settings.trainer.accelerator)
+    if settings.model.projector:
+        from vzexp.models.projector import RUN_ID, resolve
+
+        if not RUN_ID.match(settings.model.projector):  # a path: checked before any model loads
+            resolve(settings.model.projector)
     out.mkdir(parents=True, exist_ok=True)
     if settings.logger.name == "mlflow" and rank() == 0:
         check_tracking_server(tracking_uri(settings.logger.tracking_uri))

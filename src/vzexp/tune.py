@@ -93,7 +93,7 @@ def tune_and_evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> 
         TuneDataModule,
     )
     from vzexp.models.llava import install, tokens_per_image, uninstall
-    from vzexp.models.projector import ARTIFACT_PATH, save_projector
+    from vzexp.models.projector import ARTIFACT_PATH, publish, save_projector
     from vzexp.models.tiny_recipe import _attached_logger
     from vzexp.paths import cache_dir
     from vzexp.run import load_model, predictions_path, predictor, rank, trainer_settings
@@ -204,6 +204,8 @@ def tune_and_evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> 
         )
         for name in sorted(p.name for p in directory.iterdir()):
             tracker.log_artifact(directory / name, artifact_path=ARTIFACT_PATH)
+        if task.publish:
+            log.info("tuned weights published to %s", publish(directory, task.publish))
     metrics.update(
         {
             "tune/train_records": float(len(dataset)),

@@ -99,6 +99,12 @@ CASES = {
         "trainer.strategy='fsdp' is not allowed",
     ),
     "bad image policy": (["data.on_bad_image=ignore"], "data.on_bad_image='ignore'"),
+    "missing projector": (["model.projector=/no/such/projector"], "model.projector='/no/such"),
+    "published weights not built yet": (
+        ["model.projector=${vzexp_trained:tiny_x}"],
+        "not built on this machine yet; build it once with python -m vzexp +experiment=build_tiny_x",
+    ),
+    "bad publish name": (["task=tune", "train_data=shapes", "task.publish=a/b"], "task.publish"),
 }
 
 

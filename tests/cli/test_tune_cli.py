@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 from mlflow.tracking import MlflowClient
@@ -40,7 +41,7 @@ def projector(cwd):
 
 
 def test_tune_logs_baseline_tuned_and_a_projector_a_later_eval_loads(tmp_path, cli_env):
-    proc = run_cli([*SMALL, "task.batch_size=4"], cli_env, tmp_path)
+    proc = run_cli([*SMALL, "task.batch_size=4", "task.publish=tiny_x"], cli_env, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     client, [run] = finished_runs(cli_env)
     assert run.info.status == "FINISHED"
@@ -52,6 +53,16 @@ def test_tune_logs_baseline_tuned_and_a_projector_a_later_eval_loads(tmp_path, c
     assert [h.step for h in history] == [0, 1, 2, 3]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "projector")}
     assert artifacts == {"projector/projector.safetensors", "projector/projector.json"}
+    # task.publish copied the projector into the cache, where ${vzexp_trained:tiny_x} finds it
+    published = Path(cli_env["VZEXP_CACHE"]) / "trained" / "tiny_x"
+    assert sorted(p.name for p in published.iterdir()) == [
+        "projector.json",
+        "projector.safetensors",
+    ]
+    assert torch.equal(
+        load_file(published / "projector.safetensors")["linear_1.weight"],
+        projector(tmp_path)["linear_1.weight"],
+    )
     (tuned_predictions,) = tmp_path.glob("outputs/*/*/predictions.jsonl")
     tuned = [json.loads(line)["prediction"] for line in tuned_predictions.read_text().splitlines()]
     # a later evaluation with that projector, by MLflow run id, answers the same (loading by
@@ -67,6 +78,13 @@ def test_tune_logs_baseline_tuned_and_a_projector_a_later_eval_loads(tmp_path, c
     proc = run_cli(args, cli_env, later)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (path,) = later.glob("outputs/*/*/predictions.jsonl")
+    assert [json.loads(x)["prediction"] for x in path.read_text().splitlines()] == tuned
+    # and by the published name, as model=small_real_tuned loads its build
+    args[-1] = "model.projector=${vzexp_trained:tiny_x}"
+    (later / "published").mkdir()
+    proc = run_cli(args, cli_env, later / "published")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (path,) = (later / "published").glob("outputs/*/*/predictions.jsonl")
     assert [json.loads(x)["prediction"] for x in path.read_text().splitlines()] == tuned
 
 

@@ -4,7 +4,9 @@ artifact, and loaded into a model by `model.projector=<directory, .safetensors f
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
@@ -39,6 +41,24 @@ def save_projector(model, directory: Path, info: dict, llm_layers: int = 0) -> P
     return directory
 
 
+def publish(directory: Path, name: str) -> Path:
+    """Copy a tuned projector directory to trained_dir(name), replacing an earlier build only once
+    the copy is whole (so a model config pointing there never sees half a build)."""
+    from vzexp.paths import trained_dir
+
+    target = trained_dir(name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{name}.tmp{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(directory, staging)
+    old = target.with_name(f".{name}.old{os.getpid()}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
 def projector_of(model):
     return model.model.multi_modal_projector
 
@@ -64,10 +84,28 @@ def resolve(ref: str, tracking_uri: str | None = None) -> Path:
                 f"run ({type(exc).__name__}); give a task=tune run id or a projector directory"
             ) from None
         return Path(local)
+    unbuilt = _unbuilt_name(path)
+    if unbuilt:
+        raise MissingPathError(
+            f"model.projector={ref!r}: not built on this machine yet; build it once with "
+            f"python -m vzexp +experiment=build_{unbuilt} (it publishes there), or give another "
+            f"projector directory or run id"
+        )
     raise MissingPathError(
         f"model.projector={ref!r}: no such file or directory, and not an MLflow run id; give the "
         f"directory task=tune wrote (projector/ in its output) or its run id"
     )
+
+
+def _unbuilt_name(path: Path) -> str | None:
+    """The publish name when `path` is in the trained cache (${vzexp_trained:NAME}), else None."""
+    from vzexp.paths import cache_dir
+
+    root = (cache_dir() / "trained").resolve()
+    resolved = path.resolve()
+    if resolved.is_relative_to(root) and resolved != root:
+        return resolved.relative_to(root).parts[0]
+    return None
 
 
 def load_projector(model, ref: str, tracking_uri: str | None = None) -> Path:
