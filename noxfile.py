@@ -9,8 +9,11 @@ nox.options.default_venv_backend = "none"
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole suite: unit, integration, cli (about a few minutes on 2 CPU cores)."""
-    session.run("python", "-m", "pytest", "tests", *session.posargs)
+    """The whole suite: unit, integration, cli, one pytest-xdist worker per core (`-n 0` after
+    `--` runs it in one process); the tests of the real pretrained parts share one worker, so each
+    part is converted once."""
+    workers = ["-n", "auto", "--dist", "loadgroup"]
+    session.run("python", "-m", "pytest", "tests", *workers, *session.posargs)
 
 
 @nox.session

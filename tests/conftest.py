@@ -75,10 +75,16 @@ def cli_env(tmp_path) -> dict[str, str]:
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env["VZEXP_CACHE"] = str(tmp_path / "cache")  # exported training data, cached features
     env.pop("HYDRA_FULL_ERROR", None)
+    if WORKERS > 1:
+        env["OMP_NUM_THREADS"] = str(THREADS)
     return env
 
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# pytest-xdist workers (nox -s tests runs 2) share the cores: each process, and each CLI subprocess
+# it starts, gets its share of threads rather than all of them (oversubscribed cores run slower)
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, min(2, (os.cpu_count() or 1) // WORKERS))
+torch.set_num_threads(THREADS)
 
 
 @pytest.fixture(scope="session")
