@@ -22,13 +22,13 @@ from omegaconf import OmegaConf
 
 from vzexp.data.conversation import IGNORE_INDEX
 from vzexp.data.shapes import ShapesQA, ShapesScenes
+from vzexp.engine.schedule import warmup_cosine
 from vzexp.engine.tiny_training import (
     CAPTION_PROMPT,
     Conversations,
     RenderedScenes,
     normalize_pixels,
 )
-from vzexp.engine.schedule import warmup_cosine
 from vzexp.models.build import assemble, load_checkpoint
 
 torch.set_num_threads(int(os.environ.get("T", "1")))
@@ -217,9 +217,10 @@ for mode, n_steps, lr, batch in phases:
                 ids[r, :n], labels[r, :n], mask[r, :n] = it["input_ids"], it["labels"], 1
             if mode == "reg":
                 out = projector(train_feats[idx])
-                loss = torch.nn.functional.mse_loss(out, reg_targets(idx)) / reg_targets(
-                    idx
-                ).pow(2).mean()
+                loss = (
+                    torch.nn.functional.mse_loss(out, reg_targets(idx))
+                    / reg_targets(idx).pow(2).mean()
+                )
             else:
                 logits = forward(ids, mask, None if mode == "text" else train_feats[idx])
                 loss = torch.nn.functional.cross_entropy(
