@@ -12,7 +12,7 @@ import torch
 
 from vzexp.pretrained.packages import SETUP
 
-pytestmark = pytest.mark.real
+pytestmark = [pytest.mark.real, pytest.mark.xdist_group("real")]  # one conversion
 
 
 def needs(*modules: str):
