@@ -9,11 +9,12 @@ nox.options.default_venv_backend = "none"
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole suite: unit, integration, cli, one pytest-xdist worker per core (`-n 0` after
-    `--` runs it in one process); the tests of the real pretrained parts share one worker, so each
-    part is converted once."""
+    """The whole suite: unit, integration, cli, one pytest-xdist worker per core (`-- -n 0` runs
+    it in one process); the tests of the real pretrained parts share one worker, so each part is
+    converted once."""
     workers = ["-n", "auto", "--dist", "loadgroup"]
-    session.run("python", "-m", "pytest", "tests", *workers, *session.posargs)
+    # no path given: pytest's testpaths (tests/); `-- tests/unit` runs one layer
+    session.run("python", "-m", "pytest", *workers, *session.posargs)
 
 
 @nox.session
