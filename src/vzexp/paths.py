@@ -30,6 +30,10 @@ def cache_dir() -> Path:
     return Path(base) / "vzexp"
 
 
+def trained_root() -> Path:
+    """Where recipes run with task.publish leave their tuned weights on this machine."""
+    return cache_dir() / "trained"
+
+
 def trained_dir(name: str) -> Path:
-    """Where a recipe run with task.publish=<name> leaves its tuned weights on this machine."""
-    return cache_dir() / "trained" / name
+    return trained_root() / name

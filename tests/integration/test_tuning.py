@@ -42,6 +42,20 @@ def dataset_for(model, processor, train_dir, compressor, with_pixels=True):
     return InstructDataset(records, train_dir / "images", processor, tokens, with_pixels)
 
 
+def fit_briefly(tuner, data, steps, root):
+    """Train `steps` batches of 3 with a bare Lightning Trainer; returns it (for checkpoints)."""
+    trainer = L.Trainer(
+        max_steps=steps,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        default_root_dir=root,
+    )
+    trainer.fit(tuner, datamodule=TuneDataModule(data, 3, 0, seed=0))
+    return trainer
+
+
 def schedule():
     return dict(lr=1e-3, weight_decay=0.0, warmup_steps=1, total_steps=4)
 
@@ -74,15 +88,7 @@ def test_only_the_projector_trains_and_checkpoints_hold_only_it(shipped, train_d
     compressor = VisionZip(budget=TOKENS)
     data = dataset_for(model, processor, train_dir, compressor)
     tuner = ProjectorTuner(model, compressor, **schedule())
-    trainer = L.Trainer(
-        max_steps=4,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(tuner, datamodule=TuneDataModule(data, 3, 0, seed=0))
+    trainer = fit_briefly(tuner, data, 4, tmp_path)
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     assert changed and all(k.startswith("model.multi_modal_projector.") for k in changed)
     path = tmp_path / "t.ckpt"
@@ -107,15 +113,7 @@ def test_llm_layers_train_the_last_layers_too_and_load_back_with_the_projector(
     data = dataset_for(model, processor, train_dir, compressor)
     last = len(model.model.language_model.layers) - 1
     tuner = ProjectorTuner(model, compressor, llm_layers=1, **schedule())
-    trainer = L.Trainer(
-        max_steps=3,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(tuner, datamodule=TuneDataModule(data, 3, 0, seed=0))
+    fit_briefly(tuner, data, 3, tmp_path)
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     tail = f"model.language_model.layers.{last}."
     assert any(k.startswith(tail) for k in changed)

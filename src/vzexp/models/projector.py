@@ -99,9 +99,9 @@ def resolve(ref: str, tracking_uri: str | None = None) -> Path:
 
 def _unbuilt_name(path: Path) -> str | None:
     """The publish name when `path` is in the trained cache (${vzexp_trained:NAME}), else None."""
-    from vzexp.paths import cache_dir
+    from vzexp.paths import trained_root
 
-    root = (cache_dir() / "trained").resolve()
+    root = trained_root().resolve()
     resolved = path.resolve()
     if resolved.is_relative_to(root) and resolved != root:
         return resolved.relative_to(root).parts[0]
