@@ -314,6 +314,7 @@ class TrainDataConfig:
     limit: int | None = None
     seed: int = 0
     max_turns: int | None = None  # keep each conversation's first N question-answer turns
+    balance_yes_no: bool = False  # easy_vqa only: yes/no turns alternate present/absent attribute
 
     def __post_init__(self):
         if self.max_turns is not None and self.max_turns < 1:
@@ -322,6 +323,12 @@ class TrainDataConfig:
             raise ConfigError("train_data.fraction", self.fraction, "a fraction in (0, 1]")
         if self.limit is not None and self.limit < 1:
             raise ConfigError("train_data.limit", self.limit, "an integer >= 1, or null for all")
+        if self.balance_yes_no and (self.path is not None or self.name != "easy_vqa"):
+            raise ConfigError(
+                "train_data.balance_yes_no",
+                True,
+                "false unless train_data=easy_vqa (its own split)",
+            )
         if self.path is None and self.name == "shapes" and self.scenes < 1:
             raise ConfigError("train_data.scenes", self.scenes, "an integer >= 1")
 

@@ -42,8 +42,9 @@ def training_records(settings: VzexpConfig):
         from vzexp.data.easy_vqa import INSTRUCT_FILE, export_instruct
         from vzexp.paths import cache_dir
 
-        root = cache_dir() / "train_data" / f"easy_vqa-train-seed{data.seed}"
-        image_root = export_instruct(root, "train", seed=data.seed)
+        order = "-balanced" if data.balance_yes_no else ""
+        root = cache_dir() / "train_data" / f"easy_vqa-train-seed{data.seed}{order}"
+        image_root = export_instruct(root, "train", seed=data.seed, balanced=data.balance_yes_no)
         path = root / INSTRUCT_FILE
     elif data.path is None:
         from vzexp.data.shapes_instruct import INSTRUCT_FILE, shapes_instruct_dir

@@ -4,11 +4,20 @@ one-line errors for a malformed file, and the instruction export (one conversati
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 from PIL import Image
 
-from vzexp.data.easy_vqa import EasyVQA, answer_type, export_instruct, instruct_records
+from vzexp.config import TrainDataConfig
+from vzexp.data.easy_vqa import (
+    EasyVQA,
+    answer_type,
+    asks_present_attribute,
+    balanced_order,
+    export_instruct,
+    instruct_records,
+)
 from vzexp.errors import ConfigError, MissingPathError
 
 ROWS = [
@@ -50,6 +59,60 @@ def test_instruct_export_groups_all_questions_of_an_image(root, tmp_path):
     image_root = export_instruct(tmp_path / "out", "test", str(root))
     assert image_root == root / "test" / "images"
     assert json.loads((tmp_path / "out" / "train.json").read_text()) == records
+
+
+def test_present_attribute_follows_answer_and_negation():
+    # the image holds a red circle
+    assert asks_present_attribute("is there a red shape?", "yes")
+    assert asks_present_attribute("is there not a circle in the image?", "no")
+    assert asks_present_attribute("is no red shape present?", "no")
+    assert not asks_present_attribute("does the image contain a triangle?", "no")
+    assert not asks_present_attribute("does the image not contain a blue shape?", "yes")
+    assert not asks_present_attribute("is a note shape present?", "no")  # "note" is not "not"
+
+
+class Coin(random.Random):
+    def __init__(self, value: float):
+        super().__init__(0)
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+def test_balanced_order_asks_two_yes_no_first_then_colour_and_shape():
+    qas = [  # one red circle, in a seeded order
+        ("is there a blue shape?", "no"),  # absent 1
+        ("what color is the shape?", "red"),
+        ("is there not a green shape?", "yes"),  # absent 2
+        ("what is the color of the circle?", "red"),  # a rephrasing: last
+        ("is there a red shape?", "yes"),  # present 1
+        ("what shape is in the image?", "circle"),
+        ("is there a triangle?", "no"),  # absent 3
+        ("is there not a circle?", "no"),  # present 2
+    ]
+    present_first, absent_first = Coin(0.2), Coin(0.8)
+    assert balanced_order(qas, present_first) == [qas[i] for i in (4, 0, 1, 5, 7, 2, 6, 3)]
+    assert balanced_order(qas, absent_first) == [qas[i] for i in (0, 4, 1, 5, 2, 7, 6, 3)]
+
+
+def test_balanced_records_keep_every_question_and_the_image_first(root):
+    data = EasyVQA("test", str(root))
+    for plain, balanced in zip(instruct_records(data), instruct_records(data, balanced=True)):
+        assert balanced["conversations"][0]["value"].startswith("<image>\n")
+        asked = [
+            sorted(t["value"].removeprefix("<image>\n") for t in r["conversations"])
+            for r in (plain, balanced)
+        ]
+        assert asked[0] == asked[1]
+
+
+def test_balance_yes_no_is_refused_for_other_training_data():
+    with pytest.raises(ConfigError, match="train_data.balance_yes_no"):
+        TrainDataConfig(name="shapes", balance_yes_no=True)
+    with pytest.raises(ConfigError, match="train_data.balance_yes_no"):
+        TrainDataConfig(name="easy_vqa", path="/data/llava.json", balance_yes_no=True)
+    assert TrainDataConfig(name="easy_vqa", balance_yes_no=True).balance_yes_no
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 from pathlib import Path
 
 from PIL import Image
@@ -102,18 +103,71 @@ class EasyVQA(Dataset):
         )
 
 
-def instruct_records(dataset: EasyVQA, seed: int = 0) -> list[dict]:
+NEGATION = re.compile(
+    r"\b(not|no)\b"
+)  # "is there not a ...", "is no ... present", "... not contain"
+
+
+def asks_present_attribute(question: str, answer: str) -> bool:
+    """Whether a yes/no question names the colour or shape the image has: "is there a red
+    shape?" -> yes, or "is there not a red shape?" -> no, on a red shape."""
+    return (answer == "yes") != bool(NEGATION.search(question))
+
+
+def balance_yes_no(qas: list[tuple[str, str]], present_first: bool) -> list[tuple[str, str]]:
+    """The yes/no questions alternating between those about an attribute the image has and
+    those about one it lacks; each kind keeps its order."""
+    present = [qa for qa in qas if asks_present_attribute(*qa)]
+    absent = [qa for qa in qas if not asks_present_attribute(*qa)]
+    first, second = (present, absent) if present_first else (absent, present)
+    out = []
+    for k in range(max(len(present), len(absent))):
+        out += first[k : k + 1] + second[k : k + 1]
+    return out
+
+
+def balanced_order(qas: list[tuple[str, str]], rng: random.Random) -> list[tuple[str, str]]:
+    """Two yes/no questions first, one about an attribute the image has and one about one it
+    lacks (which leads: a coin), then one colour and one shape question, then the other yes/no
+    ones alternating the same way, then the colour and shape rephrasings.
+
+    Yes/no first because every earlier turn leaks into a later one: after "what color is the
+    shape? red" the model answers "is there a red shape?" from the text and never learns to
+    look, and evaluation asks each question alone (measured: trained with colour and shape
+    first, 0.42 on yes/no, 96% of the present-attribute questions right and 67% of the absent
+    ones wrong; experiments/small_real)."""
+    yes_no = [qa for qa in qas if answer_type(qa[1]) == "yes/no"]
+    firsts: dict[str, tuple[str, str]] = {}
+    for qa in qas:
+        if answer_type(qa[1]) != "yes/no":
+            firsts.setdefault(answer_type(qa[1]), qa)
+    chosen = set(firsts.values())
+    rest = [qa for qa in qas if answer_type(qa[1]) != "yes/no" and qa not in chosen]
+    yes_no = balance_yes_no(yes_no, rng.random() < 0.5)
+    return yes_no[:2] + list(firsts.values()) + yes_no[2:] + rest
+
+
+def instruct_records(dataset: EasyVQA, seed: int = 0, balanced: bool = False) -> list[dict]:
     """One LLaVA instruction record per image: all its questions, in a seeded order within
     two groups, its colour and shape questions first, then its yes/no ones (three quarters of
-    the split), so that train_data.max_turns keeps the rarer types."""
+    the split), so that train_data.max_turns keeps the rarer types.
+
+    balanced: two yes/no questions first, one about an attribute the image has and one about one
+    it lacks, then one colour and one shape question, then the rest (balanced_order). Only 1 in 5
+    of the split's yes/no questions names a present attribute, and in the seeded order the
+    colour and shape answers come before them, so the model learns to answer yes/no from the
+    conversation, not the image."""
     by_image: dict[int, list[tuple[str, str]]] = {}
     for question, answer, image_id in dataset.rows:
         by_image.setdefault(image_id, []).append((question, answer))
     records = []
     for image_id in sorted(by_image):
         qas = by_image[image_id]
-        random.Random(f"easy_vqa:{seed}:{image_id}").shuffle(qas)
+        rng = random.Random(f"easy_vqa:{seed}:{image_id}")
+        rng.shuffle(qas)
         qas.sort(key=lambda qa: answer_type(qa[1]) == "yes/no")  # stable: the order stays seeded
+        if balanced:
+            qas = balanced_order(qas, rng)
         turns = []
         for k, (question, answer) in enumerate(qas):
             turns.append({"from": "human", "value": f"<image>\n{question}" if k == 0 else question})
@@ -129,13 +183,13 @@ def instruct_records(dataset: EasyVQA, seed: int = 0) -> list[dict]:
 
 
 def export_instruct(
-    out: Path, split: str = "train", root: str | None = None, seed: int = 0
+    out: Path, split: str = "train", root: str | None = None, seed: int = 0, balanced: bool = False
 ) -> Path:
     """Write out/train.json (image paths relative to the split's image folder); returns that
     folder, the records' image root."""
     dataset = EasyVQA(split, root)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".{INSTRUCT_FILE}.{os.getpid()}"
-    tmp.write_text(json.dumps(instruct_records(dataset, seed), indent=0))
+    tmp.write_text(json.dumps(instruct_records(dataset, seed, balanced), indent=0))
     os.replace(tmp, out / INSTRUCT_FILE)
     return dataset.images
