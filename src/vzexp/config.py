@@ -236,9 +236,16 @@ class BuildTinyTaskConfig:
     max_new_tokens: int = 4
     mimetic_init: bool = True  # tower attention init (vzexp.models.mimetic_init)
     patch_weight: float = 20.0  # weight of the tower's per-patch colour/shape losses
+    # how the language stage puts the scene in the image slot: its caption's words, or one token
+    # per object (its words' embeddings summed) at its centre patch's position
+    scene_as: str = "caption"
+    # each training turn sees the image and itself only, at the positions it has when asked alone
+    isolate_turns: bool = False
     stages: Stages = field(default_factory=Stages)
 
     def __post_init__(self):
+        if self.scene_as not in ("caption", "objects"):
+            raise ConfigError("task.scene_as", self.scene_as, "caption or objects")
         for key in ("train_scenes", "max_objects", "eval_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"task.{key}", getattr(self, key), "an integer >= 1")

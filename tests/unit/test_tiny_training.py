@@ -19,7 +19,9 @@ from vzexp.engine.tiny_training import (
     normalize_pixels,
 )
 
-WORDS = "what color is the square shape red green blue how many objects are there 1 2 3".split()
+WORDS = (
+    "what color is the square shape red green blue how many objects are there 1 2 3 small".split()
+)
 
 
 @pytest.fixture(scope="module")
@@ -267,3 +269,155 @@ def test_text_conversations_put_the_caption_in_the_image_slot(llava):
     learned = text["labels"][text["labels"] != -100].tolist()
     assert learned == image["labels"][image["labels"] != -100].tolist()
     assert processor.tokenizer.convert_ids_to_tokens(learned)[0] == "red"
+
+
+def _two_squares():
+    from vzexp.data.shapes import Background, Scene, ShapeObject
+
+    background = Background(
+        base=(128, 128, 128), texture="noise", amplitude=0, period=8, angle=0, seed=0
+    )
+    # 56 px, 8x8 grid of 7-px patches: a big red square centred in patch (row 5, col 1) and a
+    # small blue one in patch (row 0, col 6)
+    return Scene(
+        objects=(
+            ShapeObject(color="red", shape="square", size=20, x=10.0, y=38.0),
+            ShapeObject(color="blue", shape="square", size=5, x=45.0, y=3.0),
+        ),
+        background=background,
+        image_size=56,
+    )
+
+
+def test_object_slot_lists_each_object_at_its_centre_patch(llava):
+    from vzexp.engine.tiny_training import object_slot
+
+    _, processor = llava
+    word = processor.tokenizer.convert_tokens_to_ids
+    words, patches = object_slot(_two_squares(), word, 64)
+    assert patches == [6, 41]  # patch order: the blue one (0*8 + 6) first, then 5*8 + 1
+    assert words == [
+        [word("blue"), word("square"), word("small")],
+        [word("red"), word("square"), -1],
+    ]
+
+
+def test_object_embeddings_sum_the_words_in_the_slot_only():
+    from vzexp.engine.tiny_training import object_embeddings
+
+    embed = torch.nn.Embedding(10, 4)
+    image = 9
+    ids = torch.tensor([[1, 9, 9, 2], [3, 9, 4, 0]])  # row 1: one object, then padding
+    words = torch.tensor([[[5, 6, -1], [7, 8, 5]], [[6, 7, -1], [-1, -1, -1]]])
+    out = object_embeddings(embed, ids, words, image)
+    w = embed.weight
+    torch.testing.assert_close(out[0, 1], w[5] + w[6])
+    torch.testing.assert_close(out[0, 2], w[7] + w[8] + w[5])
+    torch.testing.assert_close(out[1, 1], w[6] + w[7])
+    for row, col in ((0, 0), (0, 3), (1, 0), (1, 2), (1, 3)):
+        torch.testing.assert_close(out[row, col], w[ids[row, col]])
+
+
+def test_object_conversations_keep_the_text_where_it_follows_the_visual_tokens(llava):
+    from vzexp.data.shapes import QA
+    from vzexp.engine.tiny_training import Conversations, RenderedScenes
+
+    model, processor = llava
+    qas = [QA("color", "What color is the square?", "red")]
+    scenes = RenderedScenes(
+        torch.zeros(1, 3, 56, 56, dtype=torch.uint8), [_two_squares()], ["x"], [qas]
+    )
+    objects = Conversations(scenes, processor, 64, "objects", turns=10, seed=0)[0]
+    image = Conversations(scenes, processor, 64, "qa", turns=10, seed=0)[0]
+    ids, positions = objects["input_ids"].tolist(), objects["position_ids"].tolist()
+    slot = image["input_ids"].tolist().index(model.config.image_token_id)
+    assert ids[slot : slot + 2] == [model.config.image_token_id] * 2
+    assert positions[slot : slot + 2] == [slot + 6, slot + 41]  # where those patches' tokens sit
+    # before and after the slot: the qa conversation's tokens at the qa conversation's positions
+    assert ids[:slot] == image["input_ids"][:slot].tolist() and positions[:slot] == list(
+        range(slot)
+    )
+    after = image["input_ids"][slot + 64 :].tolist()
+    assert ids[slot + 2 :] == after
+    assert positions[slot + 2 :] == list(range(slot + 64, slot + 64 + len(after)))
+    learned = objects["labels"][objects["labels"] != -100].tolist()
+    assert learned == image["labels"][image["labels"] != -100].tolist()
+
+
+def test_llava_stage_learns_from_object_slots(llava):
+    import copy
+
+    from vzexp.data.shapes import QA
+    from vzexp.engine.tiny_training import Conversations, RenderedScenes
+
+    model, processor = llava
+    model = copy.deepcopy(model)
+    qas = [QA("color", "What color is the square?", "red")]
+    scenes = RenderedScenes(
+        torch.zeros(2, 3, 56, 56, dtype=torch.uint8), [_two_squares()] * 2, ["x"] * 2, [qas] * 2
+    )
+    data = Conversations(scenes, processor, 64, "objects", turns=10, seed=0)
+    collate = Collate(processor.tokenizer.pad_token_id, [0.5] * 3, [0.5] * 3)
+    batch = collate([data[0], data[1]])
+    assert batch["object_words"].shape == (2, 2, 3) and "pixel_values" not in batch
+    module = LlavaStage(
+        model, "language", ("llm",), lr=1e-2, weight_decay=0.0, warmup_steps=1, total_steps=100
+    )
+    losses = _steps(module, batch, 10)
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_turn_attention_mask_by_hand():
+    from vzexp.engine.tiny_training import turn_attention_mask
+
+    # prefix of 2, turn 1 of 2 tokens, turn 2 of 1 token, one padding position
+    mask = turn_attention_mask(torch.tensor([[0, 0, 1, 1, 2, -1]]))[0, 0].int()
+    assert mask.tolist() == [
+        [1, 0, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0],
+        [1, 1, 1, 1, 0, 0],
+        [1, 1, 0, 0, 1, 0],  # turn 2 sees the prefix and itself, not turn 1
+        [0, 0, 0, 0, 0, 1],  # padding: itself only
+    ]
+
+
+@pytest.mark.parametrize("mode", ["qa", "objects"])
+def test_isolated_turns_score_each_turn_as_if_asked_alone(llava, mode):
+    """The logits of every turn in one isolated sequence equal those of the turn alone."""
+    from vzexp.data.shapes import QA
+    from vzexp.engine.tiny_training import Conversations, RenderedScenes
+
+    model, processor = llava
+    qas = [
+        QA("color", "What color is the square?", "red"),
+        QA("count", "How many objects are there?", "2"),
+        QA("exist_random", "Is there a blue square in the image?", "yes"),
+    ]
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (1, 3, 56, 56), dtype=torch.uint8)
+    scenes = RenderedScenes(images, [_two_squares()], ["x"], [qas])
+    collate = Collate(processor.tokenizer.pad_token_id, [0.5] * 3, [0.5] * 3)
+    data = Conversations(scenes, processor, 64, mode, turns=10, seed=0, isolate=True)
+    turns = data._turns(0)
+    module = LlavaStage(
+        model, "x", ("llm",), lr=1e-3, weight_decay=0.0, warmup_steps=1, total_steps=2
+    )
+    module.log = lambda *a, **k: None
+
+    def answer_logits(batch):
+        captured = {}
+        handle = model.lm_head.register_forward_hook(lambda m, i, o: captured.update(out=o))
+        with torch.no_grad():
+            module.training_step(batch, 0)
+        handle.remove()
+        learned = batch["labels"][0] != IGNORE_INDEX
+        return captured["out"][0, learned.roll(-1)]  # the logits that predict the answers
+
+    together = answer_logits(collate([data[0]]))
+    alone = []
+    for turn in turns:
+        data.turns, data._turns = 1, lambda i, turn=turn: [turn]
+        alone.append(answer_logits(collate([data[0]])))
+    torch.testing.assert_close(together, torch.cat(alone), rtol=1e-4, atol=1e-5)
+    assert len(together) == 2 * len(turns)  # each answer word and its end-of-turn token

@@ -120,9 +120,10 @@ def patch_labels(scene, grid: int, colors: dict, shapes: dict, cover: float = 0.
 
 class Conversations(Dataset):
     """Scene i -> a training sequence: `qa` (several of the scene's questions in one conversation,
-    a fresh random subset each epoch) or `text` (the same questions with the scene's caption in the
+    a fresh random subset each epoch), `text` (the same questions with the scene's caption in the
     image's slot instead of the visual tokens: the LLM's language stage, where it learns to find
-    the asked object among the scene's words)."""
+    the asked object among the scene's words) or `objects` (the slot holds one token per object,
+    the sum of its words' embeddings, at the position of its centre patch: see object_slot)."""
 
     def __init__(
         self,
@@ -132,14 +133,17 @@ class Conversations(Dataset):
         mode: str,
         turns: int = 6,
         seed: int = 0,
+        isolate: bool = False,
     ):
-        if mode not in ("qa", "text"):
-            raise ValueError(f"mode={mode!r}: expected qa or text")
-        # text: a one-token image slot, replaced by the caption's words
-        self.encode = ConversationEncoder(processor, 1 if mode == "text" else image_tokens)
+        if mode not in ("qa", "text", "objects"):
+            raise ValueError(f"mode={mode!r}: expected qa, text or objects")
+        # text, objects: a one-token image slot, replaced by the caption's words or the objects
+        self.encode = ConversationEncoder(processor, image_tokens if mode == "qa" else 1)
+        self.image_tokens = image_tokens
         self.scenes, self.tokenizer = scenes, processor.tokenizer
         self.image_id = self.tokenizer.convert_tokens_to_ids(processor.image_token)
         self.mode, self.turns, self.seed, self.epoch = mode, turns, seed, 0
+        self.isolate = isolate
 
     def __len__(self) -> int:
         return len(self.scenes)
@@ -163,14 +167,120 @@ class Conversations(Dataset):
             labels[:at] + [IGNORE_INDEX] * len(words) + labels[at + 1 :],
         )
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        ids, labels = self.encode(self._turns(i))
+    def _objects_in_slot(self, i: int, ids: list[int], labels: list[int]) -> dict[str, Any]:
+        words, patches = object_slot(
+            self.scenes.scenes[i], self.tokenizer.convert_tokens_to_ids, self.image_tokens
+        )
+        at, k = ids.index(self.image_id), len(words)
+        after = len(ids) - at - 1
+        # the text after the slot sits where it sits after the visual tokens
+        positions = [*range(at), *(at + p for p in patches)]
+        positions += range(at + self.image_tokens, at + self.image_tokens + after)
+        return {
+            "input_ids": torch.tensor(ids[:at] + [self.image_id] * k + ids[at + 1 :]),
+            "labels": torch.tensor(labels[:at] + [IGNORE_INDEX] * k + labels[at + 1 :]),
+            "position_ids": torch.tensor(positions),
+            "object_words": torch.tensor(words),
+        }
+
+    def _sequence(self, i: int, turns: list[tuple[str, str]]) -> tuple[dict[str, Any], int]:
+        """The conversation of scene i as one sequence, and where its image slot ends."""
+        ids, labels = self.encode(turns)
+        at = ids.index(self.image_id)
+        if self.mode == "objects":
+            return self._objects_in_slot(i, ids, labels), at + len(self.scenes.scenes[i].objects)
         if self.mode == "text":
+            before = len(ids)
             ids, labels = self._caption_in_slot(i, ids, labels)
-        item = {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels)}
-        if self.mode != "text":
+            return _item(ids, labels), at + 1 + len(ids) - before  # the caption replaced 1 token
+        return _item(ids, labels), at + self.image_tokens
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        turns = self._turns(i)
+        if self.isolate:
+            item = isolate_turns([self._sequence(i, [turn]) for turn in turns])
+        else:
+            item = self._sequence(i, turns)[0]
+        if self.mode == "qa":
             item["images"] = self.scenes.images[i]
         return item
+
+
+def _item(ids: list[int], labels: list[int]) -> dict[str, torch.Tensor]:
+    return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels)}
+
+
+def isolate_turns(parts: list[tuple[dict[str, Any], int]]) -> dict[str, Any]:
+    """Single-turn sequences of one scene (each with its slot's end) -> one sequence: the shared
+    prefix through the slot once, then each turn's text at the positions it has when asked
+    alone, tagged with its segment (0: the prefix, k: turn k) so that a turn attends to the
+    prefix and itself only (turn_attention_mask). Evaluation asks one question at a time; in a
+    plain multi-turn sequence a later answer can be copied from an earlier one ("what color is
+    the triangle? red" -> "is there a red triangle?") instead of read from the image."""
+
+    def positions(item: dict[str, Any]) -> torch.Tensor:
+        return item.get("position_ids", torch.arange(len(item["input_ids"])))
+
+    first, end = parts[0]
+    prefix = first["input_ids"][:end]
+    out = {key: value for key, value in first.items() if key not in ("input_ids", "labels")}
+    ids, labels = [prefix], [first["labels"][:end]]
+    pos, segments = [positions(first)[:end]], [torch.zeros(end, dtype=torch.long)]
+    for k, (item, slot_end) in enumerate(parts, start=1):
+        if slot_end != end or not torch.equal(item["input_ids"][:end], prefix):
+            raise ValueError("isolate_turns: the turns do not share their prefix and image slot")
+        rest = len(item["input_ids"]) - end
+        ids.append(item["input_ids"][end:])
+        labels.append(item["labels"][end:])
+        pos.append(positions(item)[end:])
+        segments.append(torch.full((rest,), k))
+    out.update(
+        input_ids=torch.cat(ids),
+        labels=torch.cat(labels),
+        position_ids=torch.cat(pos),
+        segments=torch.cat(segments),
+    )
+    return out
+
+
+def turn_attention_mask(segments: torch.Tensor) -> torch.Tensor:
+    """(B, T) segments (-1: padding) -> (B, 1, T, T) bool: query i sees key j <= i of the
+    prefix (segment 0) or of its own turn; padding sees itself only (no empty rows)."""
+    length = segments.shape[1]
+    query, key = segments[:, :, None], segments[:, None, :]
+    causal = torch.ones(length, length, dtype=torch.bool).tril()
+    allowed = causal & (key >= 0) & (query >= 0) & ((key == query) | (key == 0))
+    return (allowed | torch.eye(length, dtype=torch.bool))[:, None]
+
+
+def object_slot(scene, word_id, image_tokens: int) -> tuple[list[list[int]], list[int]]:
+    """The scene as the LLM's language stage sees it in `objects` mode: per object (in patch
+    order) the word ids [colour, shape, small or -1] whose embeddings sum to its token, and the
+    index of its centre patch. One token holding all of an object's attributes, where the object
+    is, is what a visual token is; a caption spreads them over words, and the tiny LLM learns that
+    two-step lookup (find the word, read its neighbour) only slowly (experiments/tiny_default)."""
+    grid = int(round(image_tokens**0.5))
+
+    def patch(obj) -> int:
+        row, col = (min(int(v / scene.image_size * grid), grid - 1) for v in (obj.y, obj.x))
+        return row * grid + col
+
+    objects = sorted(scene.objects, key=patch)
+    small = word_id("small")
+    words = [
+        [word_id(o.color), word_id(o.shape), small if scene.is_small(o) else -1] for o in objects
+    ]
+    return words, [patch(o) for o in objects]
+
+
+def object_embeddings(embed: nn.Embedding, input_ids, object_words, image_id: int):
+    """input_ids' embeddings with each image-slot token replaced by its object's word sum."""
+    embeds = embed(input_ids)
+    valid = object_words >= 0
+    objects = (embed(object_words.clamp(min=0)) * valid.unsqueeze(-1)).sum(2)  # (B, K, D)
+    present = valid[..., 0]  # padding objects have no colour
+    slots = (input_ids == image_id).unsqueeze(-1)
+    return embeds.masked_scatter(slots, objects[present])
 
 
 class EpochSetter(L.Callback):
@@ -196,6 +306,16 @@ class Collate:
             batch["pixel_values"] = normalize_pixels(images, self.mean, self.std)
         if "input_ids" in items[0]:
             batch.update(pad_right(items, self.pad_id))
+        pad = nn.utils.rnn.pad_sequence
+        if "position_ids" in items[0]:
+            batch["position_ids"] = pad([it["position_ids"] for it in items], batch_first=True)
+        if "object_words" in items[0]:
+            batch["object_words"] = pad(
+                [it["object_words"] for it in items], batch_first=True, padding_value=-1
+            )
+        if "segments" in items[0]:
+            segments = pad([it["segments"] for it in items], batch_first=True, padding_value=-1)
+            batch["turn_mask"] = turn_attention_mask(segments)
         for key in ("present", "count", "patch_color", "patch_shape"):
             if key in items[0]:
                 batch[key] = torch.stack([it[key] for it in items])
@@ -283,11 +403,23 @@ class LlavaStage(Scheduled):
             model.lm_head.requires_grad_(True)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        out = self.model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            pixel_values=batch.get("pixel_values"),
-            labels=batch["labels"],
-        )
+        inputs: dict[str, Any] = {"attention_mask": batch["attention_mask"]}
+        if "turn_mask" in batch:  # isolated turns: an additive mask in the model's dtype
+            dtype = self.model.dtype
+            inputs["attention_mask"] = torch.zeros(
+                batch["turn_mask"].shape, dtype=dtype
+            ).masked_fill(~batch["turn_mask"], torch.finfo(dtype).min)
+        if "position_ids" in batch:
+            inputs["position_ids"] = batch["position_ids"]
+        if "object_words" in batch:  # the scene as object tokens (Conversations' objects mode)
+            inputs["inputs_embeds"] = object_embeddings(
+                self.model.get_input_embeddings(),
+                batch["input_ids"],
+                batch["object_words"],
+                self.model.config.image_token_id,
+            )
+        else:
+            inputs.update(input_ids=batch["input_ids"], pixel_values=batch.get("pixel_values"))
+        out = self.model(**inputs, labels=batch["labels"])
         self.log(f"{self.stage}/loss", out.loss, prog_bar=True)
         return out.loss

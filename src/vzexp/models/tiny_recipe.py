@@ -112,7 +112,7 @@ def train_stages(settings, model, processor, scenes, mlflow_logger=None) -> dict
         stages.tower,
     )
     for name, mode, trainable in (
-        ("language", "text", ("llm",)),
+        ("language", "text" if task.scene_as == "caption" else "objects", ("llm",)),
         # the projector learns to answer through the LLM trained on words, so the visual tokens
         # come to play the caption's part (probe in experiments/tiny_default: exist questions
         # 0.50 -> 0.64-0.80 after 250 such steps)
@@ -120,7 +120,9 @@ def train_stages(settings, model, processor, scenes, mlflow_logger=None) -> dict
         ("instruct", "qa", ("projector", "llm")),
     ):
         stage = getattr(stages, name)
-        data = Conversations(scenes, processor, grid * grid, mode, stage.turns, settings.seed)
+        data = Conversations(
+            scenes, processor, grid * grid, mode, stage.turns, settings.seed, task.isolate_turns
+        )
         module = LlavaStage(model, name, trainable, **_schedule(stage))
         fit(name, module, data, stage, callbacks=[EpochSetter(data)])
     model.requires_grad_(False)
