@@ -13,8 +13,9 @@ def tests(session: nox.Session) -> None:
     it in one process); the tests of the real pretrained parts share one worker, so each part is
     converted once."""
     workers = ["-n", "auto", "--dist", "loadgroup"]
-    # no path given: pytest's testpaths (tests/); `-- tests/unit` runs one layer
-    session.run("python", "-m", "pytest", *workers, *session.posargs)
+    # no path given: pytest's testpaths (tests/); `-- tests/unit` runs one layer. The slowest
+    # tests are listed so that CI's log shows where the suite's time goes.
+    session.run("python", "-m", "pytest", *workers, "--durations=15", *session.posargs)
 
 
 @nox.session
