@@ -238,9 +238,9 @@ class BuildTinyTaskConfig:
     patch_weight: float = 20.0  # weight of the tower's per-patch colour/shape losses
     # how the language stage puts the scene in the image slot: its caption's words, or one token
     # per object (its words' embeddings summed) at its centre patch's position
-    scene_as: str = "caption"
+    scene_as: str = "objects"
     # each training turn sees the image and itself only, at the positions it has when asked alone
-    isolate_turns: bool = False
+    isolate_turns: bool = True
     stages: Stages = field(default_factory=Stages)
 
     def __post_init__(self):
