@@ -321,7 +321,7 @@ class TrainDataConfig:
     limit: int | None = None
     seed: int = 0
     max_turns: int | None = None  # keep each conversation's first N question-answer turns
-    balance_yes_no: bool = False  # easy_vqa only: yes/no turns alternate present/absent attribute
+    balance_yes_no: bool = False  # easy_vqa only: 2 yes/no turns (present, absent) come first
 
     def __post_init__(self):
         if self.max_turns is not None and self.max_turns < 1:

@@ -103,9 +103,8 @@ class EasyVQA(Dataset):
         )
 
 
-NEGATION = re.compile(
-    r"\b(not|no)\b"
-)  # "is there not a ...", "is no ... present", "... not contain"
+# "is there not a ...", "is no ... present", "does the image not contain ..."
+NEGATION = re.compile(r"\b(not|no)\b")
 
 
 def asks_present_attribute(question: str, answer: str) -> bool:
@@ -134,7 +133,7 @@ def balanced_order(qas: list[tuple[str, str]], rng: random.Random) -> list[tuple
     Yes/no first because every earlier turn leaks into a later one: after "what color is the
     shape? red" the model answers "is there a red shape?" from the text and never learns to
     look, and evaluation asks each question alone (measured: trained with colour and shape
-    first, 0.42 on yes/no, 96% of the present-attribute questions right and 67% of the absent
+    first, 0.42 on yes/no, 40 of 44 present-attribute questions right and 158 of 235 absent
     ones wrong; experiments/small_real)."""
     yes_no = [qa for qa in qas if answer_type(qa[1]) == "yes/no"]
     firsts: dict[str, tuple[str, str]] = {}
