@@ -322,6 +322,7 @@ class TrainDataConfig:
     seed: int = 0
     max_turns: int | None = None  # keep each conversation's first N question-answer turns
     balance_yes_no: bool = False  # easy_vqa only: 2 yes/no turns (present, absent) come first
+    isolate_turns: bool = False  # each turn learned as if asked alone (vzexp.data.isolated_turns)
 
     def __post_init__(self):
         if self.max_turns is not None and self.max_turns < 1:

@@ -42,9 +42,14 @@ def training_records(settings: VzexpConfig):
         from vzexp.data.easy_vqa import INSTRUCT_FILE, export_instruct
         from vzexp.paths import cache_dir
 
+        # isolated turns cannot leak into each other: the present-attribute questions lead
+        present_first = data.balance_yes_no and data.isolate_turns
         order = "-balanced" if data.balance_yes_no else ""
+        order += "-present-first" if present_first else ""
         root = cache_dir() / "train_data" / f"easy_vqa-train-seed{data.seed}{order}"
-        image_root = export_instruct(root, "train", seed=data.seed, balanced=data.balance_yes_no)
+        image_root = export_instruct(
+            root, "train", seed=data.seed, balanced=data.balance_yes_no, present_first=present_first
+        )
         path = root / INSTRUCT_FILE
     elif data.path is None:
         from vzexp.data.shapes_instruct import INSTRUCT_FILE, shapes_instruct_dir
@@ -144,7 +149,14 @@ def tune_and_evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> 
 
     records, image_root = training_records(settings)
     tokens = tokens_per_image(model, compressor)
-    dataset = InstructDataset(records, image_root, processor, tokens, with_pixels=not task.cache)
+    dataset = InstructDataset(
+        records,
+        image_root,
+        processor,
+        tokens,
+        with_pixels=not task.cache,
+        isolate_turns=settings.train_data.isolate_turns,
+    )
     features, cache_seconds = None, 0.0
     if task.cache:
         start = time.perf_counter()

@@ -4,6 +4,8 @@ only, and a saved projector loads back."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import lightning as L
 import pytest
 import torch
@@ -80,6 +82,36 @@ def test_the_tuner_loss_is_the_models_own_loss_with_the_compressor(shipped, trai
             uninstall(model)
     assert count == (batch["labels"][:, 1:] != -100).sum()
     torch.testing.assert_close(loss_sum / count, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_isolated_turns_lose_exactly_what_each_turn_loses_when_asked_alone(shipped, train_dir):
+    model, processor = shipped
+    compressor = VisionZip(budget=TOKENS)
+    records = read_instruct(train_dir / INSTRUCT_FILE)[:2]
+    assert all(len(r.turns) >= 3 for r in records)
+    tokens = tokens_per_image(model, compressor)
+    isolated = InstructDataset(records, train_dir / "images", processor, tokens, isolate_turns=True)
+    pad = processor.tokenizer.pad_token_id
+    tuner = ProjectorTuner(model, compressor, **schedule())
+    with torch.no_grad():
+        loss_sum, count = tuner.token_losses(collate([isolated[0], isolated[1]], pad))
+        alone_sum, alone_count, alone_lengths = 0.0, 0, []
+        for record in records:
+            for turn in record.turns:
+                single = replace(record, turns=(turn,))
+                item = InstructDataset([single], train_dir / "images", processor, tokens)[0]
+                s, c = tuner.token_losses(collate([item], pad))
+                alone_sum, alone_count = alone_sum + s, alone_count + c
+                alone_lengths.append(len(item["input_ids"]))
+    assert count == alone_count
+    torch.testing.assert_close(loss_sum, alone_sum, rtol=1e-5, atol=1e-4)
+    # the image prefix comes once; every turn starts where it starts when asked alone
+    first = isolated[0]
+    prefix = int((first["segments"] == 0).sum())
+    turns = len(records[0].turns)
+    assert len(first["input_ids"]) == prefix + sum(n - prefix for n in alone_lengths[:turns])
+    starts = [int((first["segments"] == k).nonzero()[0]) for k in range(1, turns + 1)]
+    assert [int(first["position_ids"][at]) for at in starts] == [prefix] * turns
 
 
 def test_only_the_projector_trains_and_checkpoints_hold_only_it(shipped, train_dir, tmp_path):

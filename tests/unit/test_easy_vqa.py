@@ -94,6 +94,10 @@ def test_balanced_order_asks_two_yes_no_first_then_colour_and_shape():
     present_first, absent_first = Coin(0.2), Coin(0.8)
     assert balanced_order(qas, present_first) == [qas[i] for i in (4, 0, 1, 5, 7, 2, 6, 3)]
     assert balanced_order(qas, absent_first) == [qas[i] for i in (0, 4, 1, 5, 2, 7, 6, 3)]
+    # isolated turns: the present-attribute questions lead whatever the coin says
+    assert balanced_order(qas, absent_first, present_first=True) == balanced_order(
+        qas, present_first
+    )
 
 
 def test_balanced_records_keep_every_question_and_the_image_first(root):

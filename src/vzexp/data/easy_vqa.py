@@ -125,10 +125,13 @@ def balance_yes_no(qas: list[tuple[str, str]], present_first: bool) -> list[tupl
     return out
 
 
-def balanced_order(qas: list[tuple[str, str]], rng: random.Random) -> list[tuple[str, str]]:
+def balanced_order(
+    qas: list[tuple[str, str]], rng: random.Random, present_first: bool = False
+) -> list[tuple[str, str]]:
     """Two yes/no questions first, one about an attribute the image has and one about one it
-    lacks (which leads: a coin), then one colour and one shape question, then the other yes/no
-    ones alternating the same way, then the colour and shape rephrasings.
+    lacks (which leads: a coin, or the present one if `present_first`), then one colour and one
+    shape question, then the other yes/no ones alternating the same way, then the colour and
+    shape rephrasings.
 
     Yes/no first because every earlier turn leaks into a later one: after "what color is the
     shape? red" the model answers "is there a red shape?" from the text and never learns to
@@ -142,11 +145,13 @@ def balanced_order(qas: list[tuple[str, str]], rng: random.Random) -> list[tuple
             firsts.setdefault(answer_type(qa[1]), qa)
     chosen = set(firsts.values())
     rest = [qa for qa in qas if answer_type(qa[1]) != "yes/no" and qa not in chosen]
-    yes_no = balance_yes_no(yes_no, rng.random() < 0.5)
+    yes_no = balance_yes_no(yes_no, present_first or rng.random() < 0.5)
     return yes_no[:2] + list(firsts.values()) + yes_no[2:] + rest
 
 
-def instruct_records(dataset: EasyVQA, seed: int = 0, balanced: bool = False) -> list[dict]:
+def instruct_records(
+    dataset: EasyVQA, seed: int = 0, balanced: bool = False, present_first: bool = False
+) -> list[dict]:
     """One LLaVA instruction record per image: all its questions, in a seeded order within
     two groups, its colour and shape questions first, then its yes/no ones (three quarters of
     the split), so that train_data.max_turns keeps the rarer types.
@@ -155,7 +160,11 @@ def instruct_records(dataset: EasyVQA, seed: int = 0, balanced: bool = False) ->
     it lacks, then one colour and one shape question, then the rest (balanced_order). Only 1 in 5
     of the split's yes/no questions names a present attribute, and in the seeded order the
     colour and shape answers come before them, so the model learns to answer yes/no from the
-    conversation, not the image."""
+    conversation, not the image.
+
+    present_first: in the balanced order, the present-attribute questions always lead. For
+    isolated turns (train_data.isolate_turns), where no turn sees another and the coin guards
+    against nothing, so that max_turns keeps as many of the rare present ones as it can."""
     by_image: dict[int, list[tuple[str, str]]] = {}
     for question, answer, image_id in dataset.rows:
         by_image.setdefault(image_id, []).append((question, answer))
@@ -166,7 +175,7 @@ def instruct_records(dataset: EasyVQA, seed: int = 0, balanced: bool = False) ->
         rng.shuffle(qas)
         qas.sort(key=lambda qa: answer_type(qa[1]) == "yes/no")  # stable: the order stays seeded
         if balanced:
-            qas = balanced_order(qas, rng)
+            qas = balanced_order(qas, rng, present_first)
         turns = []
         for k, (question, answer) in enumerate(qas):
             turns.append({"from": "human", "value": f"<image>\n{question}" if k == 0 else question})
@@ -182,13 +191,18 @@ def instruct_records(dataset: EasyVQA, seed: int = 0, balanced: bool = False) ->
 
 
 def export_instruct(
-    out: Path, split: str = "train", root: str | None = None, seed: int = 0, balanced: bool = False
+    out: Path,
+    split: str = "train",
+    root: str | None = None,
+    seed: int = 0,
+    balanced: bool = False,
+    present_first: bool = False,
 ) -> Path:
     """Write out/train.json (image paths relative to the split's image folder); returns that
     folder, the records' image root."""
     dataset = EasyVQA(split, root)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".{INSTRUCT_FILE}.{os.getpid()}"
-    tmp.write_text(json.dumps(instruct_records(dataset, seed, balanced), indent=0))
+    tmp.write_text(json.dumps(instruct_records(dataset, seed, balanced, present_first), indent=0))
     os.replace(tmp, out / INSTRUCT_FILE)
     return dataset.images

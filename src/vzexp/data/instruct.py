@@ -20,6 +20,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from vzexp.data.conversation import ConversationEncoder, pad_right
+from vzexp.data.isolated_turns import isolate_turns, pad_isolated
 from vzexp.errors import ConfigError, MissingPathError
 
 IMAGE_MARK = "<image>"
@@ -102,7 +103,11 @@ def take_slice(records: list, fraction: float, limit: int | None, seed: int) -> 
 class InstructDataset(Dataset):
     """Record i -> input_ids and labels (only the answers learned; `image_tokens` placeholders
     where the compressed visual tokens go) and, unless `with_pixels=False` (the feature cache
-    serves the images), the image as the processor's pixel_values."""
+    serves the images), the image as the processor's pixel_values.
+
+    isolate_turns: each turn is learned as if asked alone about the image, in one sequence
+    (vzexp.data.isolated_turns: position_ids and segments too), so that no answer can be read
+    from an earlier turn's text."""
 
     def __init__(
         self,
@@ -111,11 +116,13 @@ class InstructDataset(Dataset):
         processor,
         image_tokens: int,
         with_pixels: bool = True,
+        isolate_turns: bool = False,
     ):
         self.records, self.root = records, Path(image_root)
         if not self.root.is_dir():
             raise MissingPathError(f"train_data.image_root={str(self.root)!r}: no such directory")
-        self.processor, self.with_pixels = processor, with_pixels
+        self.processor, self.with_pixels, self.isolate = processor, with_pixels, isolate_turns
+        self.image_id = processor.tokenizer.convert_tokens_to_ids(processor.image_token)
         self.encode = ConversationEncoder(processor, image_tokens)
 
     def __len__(self) -> int:
@@ -136,17 +143,35 @@ class InstructDataset(Dataset):
             ) from None
         return self.processor.image_processor(image, return_tensors="pt").pixel_values[0]
 
+    def _single_turns(self, turns) -> dict:
+        parts = []
+        for turn in turns:
+            ids, labels = self.encode([turn])
+            slot_end = len(ids) - ids[::-1].index(self.image_id)
+            parts.append(
+                ({"input_ids": torch.tensor(ids), "labels": torch.tensor(labels)}, slot_end)
+            )
+        return isolate_turns(parts)
+
     def __getitem__(self, i: int) -> dict:
-        ids, labels = self.encode(list(self.records[i].turns))
-        item = {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "index": i}
+        turns = list(self.records[i].turns)
+        if self.isolate:
+            item = self._single_turns(turns)
+        else:
+            ids, labels = self.encode(turns)
+            item = {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels)}
+        item["index"] = i
         if self.with_pixels:
             item["pixel_values"] = self.pixels(i)
         return item
 
 
 def collate(items: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded ids/labels/mask, the samples' indices, and stacked pixels if present."""
+    """Right-padded ids/labels/mask, the samples' indices, stacked pixels if present, and
+    position_ids + turn_mask for isolated turns."""
     batch = pad_right(items, pad_id)
+    if "segments" in items[0]:
+        batch.update(pad_isolated(items))
     batch["index"] = torch.tensor([it["index"] for it in items])
     if "pixel_values" in items[0]:
         batch["pixel_values"] = torch.stack([it["pixel_values"] for it in items])

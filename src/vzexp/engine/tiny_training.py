@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from vzexp.data.conversation import IGNORE_INDEX, ConversationEncoder, pad_right
+from vzexp.data.isolated_turns import additive_mask, isolate_turns, turn_attention_mask
 from vzexp.engine.schedule import Scheduled
 
 # Not asked in any stage any more; its words stay in the vocabulary so that rebuilds keep the shipped
@@ -210,49 +211,6 @@ def _item(ids: list[int], labels: list[int]) -> dict[str, torch.Tensor]:
     return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels)}
 
 
-def isolate_turns(parts: list[tuple[dict[str, Any], int]]) -> dict[str, Any]:
-    """Single-turn sequences of one scene (each with its slot's end) -> one sequence: the shared
-    prefix through the slot once, then each turn's text at the positions it has when asked
-    alone, tagged with its segment (0: the prefix, k: turn k) so that a turn attends to the
-    prefix and itself only (turn_attention_mask). Evaluation asks one question at a time; in a
-    plain multi-turn sequence a later answer can be copied from an earlier one ("what color is
-    the triangle? red" -> "is there a red triangle?") instead of read from the image."""
-
-    def positions(item: dict[str, Any]) -> torch.Tensor:
-        return item.get("position_ids", torch.arange(len(item["input_ids"])))
-
-    first, end = parts[0]
-    prefix = first["input_ids"][:end]
-    out = {key: value for key, value in first.items() if key not in ("input_ids", "labels")}
-    ids, labels = [prefix], [first["labels"][:end]]
-    pos, segments = [positions(first)[:end]], [torch.zeros(end, dtype=torch.long)]
-    for k, (item, slot_end) in enumerate(parts, start=1):
-        if slot_end != end or not torch.equal(item["input_ids"][:end], prefix):
-            raise ValueError("isolate_turns: the turns do not share their prefix and image slot")
-        rest = len(item["input_ids"]) - end
-        ids.append(item["input_ids"][end:])
-        labels.append(item["labels"][end:])
-        pos.append(positions(item)[end:])
-        segments.append(torch.full((rest,), k))
-    out.update(
-        input_ids=torch.cat(ids),
-        labels=torch.cat(labels),
-        position_ids=torch.cat(pos),
-        segments=torch.cat(segments),
-    )
-    return out
-
-
-def turn_attention_mask(segments: torch.Tensor) -> torch.Tensor:
-    """(B, T) segments (-1: padding) -> (B, 1, T, T) bool: query i sees key j <= i of the
-    prefix (segment 0) or of its own turn; padding sees itself only (no empty rows)."""
-    length = segments.shape[1]
-    query, key = segments[:, :, None], segments[:, None, :]
-    causal = torch.ones(length, length, dtype=torch.bool).tril()
-    allowed = causal & (key >= 0) & (query >= 0) & ((key == query) | (key == 0))
-    return (allowed | torch.eye(length, dtype=torch.bool))[:, None]
-
-
 def object_slot(scene, word_id, image_tokens: int) -> tuple[list[list[int]], list[int]]:
     """The scene as the LLM's language stage sees it in `objects` mode: per object (in patch
     order) the word ids [colour, shape, small or -1] whose embeddings sum to its token, and the
@@ -406,9 +364,7 @@ class LlavaStage(Scheduled):
         inputs: dict[str, Any] = {"attention_mask": batch["attention_mask"]}
         if "turn_mask" in batch:  # isolated turns: an additive mask in the model's dtype
             dtype = self.model.dtype
-            inputs["attention_mask"] = torch.zeros(
-                batch["turn_mask"].shape, dtype=dtype
-            ).masked_fill(~batch["turn_mask"], torch.finfo(dtype).min)
+            inputs["attention_mask"] = additive_mask(batch["turn_mask"], dtype)
         if "position_ids" in batch:
             inputs["position_ids"] = batch["position_ids"]
         if "object_words" in batch:  # the scene as object tokens (Conversations' objects mode)

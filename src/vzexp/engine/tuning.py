@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from vzexp.data.conversation import IGNORE_INDEX
+from vzexp.data.isolated_turns import additive_mask
 from vzexp.engine.schedule import Scheduled
 
 
@@ -83,9 +84,11 @@ class ProjectorTuner(Scheduled):
         embeds = self.vlm.get_input_embeddings()(ids)
         slots = (ids == self.image_token_id).unsqueeze(-1)
         embeds = embeds.masked_scatter(slots, projected.to(embeds.dtype))
-        hidden = self.vlm.model.language_model(
-            inputs_embeds=embeds, attention_mask=batch["attention_mask"]
-        ).last_hidden_state
+        inputs = {"inputs_embeds": embeds, "attention_mask": batch["attention_mask"]}
+        if "turn_mask" in batch:  # isolated turns: each sees the image prefix and itself only
+            inputs["attention_mask"] = additive_mask(batch["turn_mask"], embeds.dtype)
+            inputs["position_ids"] = batch["position_ids"]
+        hidden = self.vlm.model.language_model(**inputs).last_hidden_state
         # logits only where an answer token is predicted: the LM head over a real vocabulary
         # (49k for SmolLM2) would otherwise cost a fifth of the step for nothing
         labels = batch["labels"][:, 1:]
