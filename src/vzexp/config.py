@@ -241,6 +241,10 @@ class BuildTinyTaskConfig:
     scene_as: str = "objects"
     # each training turn sees the image and itself only, at the positions it has when asked alone
     isolate_turns: bool = True
+    # the share of instruct batches whose image is compressed by VisionZip to one of
+    # budget_tokens (VisionZip's fine-tuning step, folded into the recipe); 0: all tokens only
+    budget_fraction: float = 0.0
+    budget_tokens: list[int] = field(default_factory=lambda: [24])
     stages: Stages = field(default_factory=Stages)
 
     def __post_init__(self):
@@ -251,6 +255,15 @@ class BuildTinyTaskConfig:
                 raise ConfigError(f"task.{key}", getattr(self, key), "an integer >= 1")
         if self.patch_weight < 0:
             raise ConfigError("task.patch_weight", self.patch_weight, "a number >= 0")
+        if not 0.0 <= self.budget_fraction < 1.0:
+            raise ConfigError("task.budget_fraction", self.budget_fraction, "a fraction in [0, 1)")
+        if self.budget_fraction and not self.budget_tokens:
+            raise ConfigError(
+                "task.budget_tokens", self.budget_tokens, "a non-empty list of budgets"
+            )
+        for budget in self.budget_tokens:
+            if budget < 1:
+                raise ConfigError("task.budget_tokens", budget, "visual tokens >= 1 per budget")
 
 
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")

@@ -18,6 +18,8 @@ TOY_RECIPE = [
         for stage in ("tower", "language", "align", "instruct")
         for key, value in (("steps", 2), ("batch_size", 4), ("warmup_steps", 1))
     ),
+    # instruct's second batch is a budget batch (VisionZip at 24 tokens) under seed 0
+    "task.budget_fraction=0.5",
     "hydra.run.dir=build",
 ]
 
@@ -41,7 +43,8 @@ def test_recipe_trains_every_stage_saves_and_reloads(tmp_path, cli_env):
     [run] = mlflow.search_runs(experiment_names=["build_tiny"], output_format="list")
     assert run.info.status == "FINISHED"
     metrics = run.data.metrics
-    for key in ("tower/loss", "language/loss", "align/loss", "instruct/loss", "accuracy"):
+    stages = ("tower/loss", "language/loss", "align/loss", "instruct/loss")
+    for key in (*stages, "instruct/loss_at_budget", "accuracy"):
         assert key in metrics, key
     assert metrics["samples"] == 8
 

@@ -421,3 +421,87 @@ def test_isolated_turns_score_each_turn_as_if_asked_alone(llava, mode):
         alone.append(answer_logits(collate([data[0]])))
     torch.testing.assert_close(together, torch.cat(alone), rtol=1e-4, atol=1e-5)
     assert len(together) == 2 * len(turns)  # each answer word and its end-of-turn token
+
+
+def test_a_budget_batch_sees_the_image_as_evaluation_with_the_compressor_does(llava):
+    """The instruct stage's budget batches: the loss equals transformers' own forward with
+    VisionZip installed (what evaluation at that budget runs), placeholders and all."""
+    from vzexp.compress.visionzip import VisionZip
+    from vzexp.data.shapes import QA
+    from vzexp.engine.tiny_training import Conversations, RenderedScenes
+    from vzexp.models.llava import install, tokens_per_image, uninstall
+
+    model, processor = llava
+    compressor = VisionZip(budget=8)
+    kept = tokens_per_image(model, compressor)
+    qas = [
+        QA("color", "What color is the square?", "red"),
+        QA("count", "How many objects are there?", "2"),
+    ]
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (2, 3, 56, 56), dtype=torch.uint8)
+    scenes = RenderedScenes(images, [_two_squares()] * 2, ["x"] * 2, [qas] * 2)
+    data = Conversations(scenes, processor, 64, "qa", turns=10, seed=0, budgets=(kept,))
+    collate = Collate(processor.tokenizer.pad_token_id, [0.5] * 3, [0.5] * 3)
+    batch = collate([data[(0, kept)], data[(1, kept)]])
+    slots = (batch["input_ids"] == model.config.image_token_id).sum(1)
+    assert batch["visual_tokens"] == kept and slots.tolist() == [kept, kept]
+    assert "visual_tokens" not in collate([data[0]])  # plain keys: all 64 patches
+    module = LlavaStage(
+        model,
+        "instruct",
+        ("projector", "llm"),
+        {kept: compressor},
+        lr=1e-3,
+        weight_decay=0.0,
+        warmup_steps=1,
+        total_steps=2,
+    )
+    module.log = lambda *a, **k: None
+    with torch.no_grad():
+        loss = module.training_step(batch, 0)
+        install(model, compressor)
+        try:
+            reference = model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                pixel_values=batch["pixel_values"],
+                labels=batch["labels"],
+            ).loss
+        finally:
+            uninstall(model)
+    torch.testing.assert_close(loss, reference)
+
+
+def test_budget_batches_are_seeded_whole_batches_covering_every_scene():
+    from vzexp.engine.budget_batches import BudgetBatches
+
+    def draw(sampler, epochs=3):
+        return [list(sampler) for _ in range(epochs)]
+
+    sampler = BudgetBatches(103, 8, 0.5, [24, 48], seed=0)
+    epochs = draw(sampler)
+    assert epochs == draw(BudgetBatches(103, 8, 0.5, [24, 48], seed=0))  # rebuilds repeat it
+    assert epochs[0] != epochs[1]  # a fresh order and coin each epoch
+    for batches in epochs:
+        assert len(batches) == len(sampler) == 13
+        keys = [k for b in batches for k in b]
+        assert sorted(k[0] if isinstance(k, tuple) else k for k in keys) == list(range(103))
+        for b in batches:  # one budget per batch, or none
+            assert len({k[1] if isinstance(k, tuple) else None for k in b}) == 1
+    budget = [b for e in epochs for b in e if isinstance(b[0], tuple)]
+    assert 0.25 < len(budget) / 39 < 0.75 and {b[0][1] for b in budget} == {24, 48}
+    assert not any(isinstance(b[0], tuple) for b in BudgetBatches(50, 8, 0.0, [24], seed=0))
+
+
+def test_budget_settings_outside_their_range_are_refused_by_name():
+    from vzexp.config import BuildTinyTaskConfig
+    from vzexp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="task.budget_fraction"):
+        BuildTinyTaskConfig(budget_fraction=1.0)
+    with pytest.raises(ConfigError, match="task.budget_tokens"):
+        BuildTinyTaskConfig(budget_fraction=0.5, budget_tokens=[])
+    with pytest.raises(ConfigError, match="task.budget_tokens"):
+        BuildTinyTaskConfig(budget_tokens=[0])
+    assert BuildTinyTaskConfig(budget_fraction=0.5).budget_tokens == [24]

@@ -124,7 +124,10 @@ class Conversations(Dataset):
     a fresh random subset each epoch), `text` (the same questions with the scene's caption in the
     image's slot instead of the visual tokens: the LLM's language stage, where it learns to find
     the asked object among the scene's words) or `objects` (the slot holds one token per object,
-    the sum of its words' embeddings, at the position of its centre patch: see object_slot)."""
+    the sum of its words' embeddings, at the position of its centre patch: see object_slot).
+
+    `budgets` (qa mode): keys (i, tokens) give scene i with `tokens` image placeholders, for a
+    batch whose image is compressed to that budget (vzexp.engine.budget_batches)."""
 
     def __init__(
         self,
@@ -135,6 +138,7 @@ class Conversations(Dataset):
         turns: int = 6,
         seed: int = 0,
         isolate: bool = False,
+        budgets: tuple[int, ...] = (),
     ):
         if mode not in ("qa", "text", "objects"):
             raise ValueError(f"mode={mode!r}: expected qa, text or objects")
@@ -145,6 +149,7 @@ class Conversations(Dataset):
         self.image_id = self.tokenizer.convert_tokens_to_ids(processor.image_token)
         self.mode, self.turns, self.seed, self.epoch = mode, turns, seed, 0
         self.isolate = isolate
+        self.budget_encoders = {b: ConversationEncoder(processor, b) for b in budgets}
 
     def __len__(self) -> int:
         return len(self.scenes)
@@ -184,8 +189,13 @@ class Conversations(Dataset):
             "object_words": torch.tensor(words),
         }
 
-    def _sequence(self, i: int, turns: list[tuple[str, str]]) -> tuple[dict[str, Any], int]:
+    def _sequence(
+        self, i: int, turns: list[tuple[str, str]], budget: int | None = None
+    ) -> tuple[dict[str, Any], int]:
         """The conversation of scene i as one sequence, and where its image slot ends."""
+        if budget is not None:
+            ids, labels = self.budget_encoders[budget](turns)
+            return _item(ids, labels), ids.index(self.image_id) + budget
         ids, labels = self.encode(turns)
         at = ids.index(self.image_id)
         if self.mode == "objects":
@@ -196,14 +206,17 @@ class Conversations(Dataset):
             return _item(ids, labels), at + 1 + len(ids) - before  # the caption replaced 1 token
         return _item(ids, labels), at + self.image_tokens
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        i, budget = key if isinstance(key, tuple) else (key, None)
         turns = self._turns(i)
         if self.isolate:
-            item = isolate_turns([self._sequence(i, [turn]) for turn in turns])
+            item = isolate_turns([self._sequence(i, [turn], budget) for turn in turns])
         else:
-            item = self._sequence(i, turns)[0]
+            item = self._sequence(i, turns, budget)[0]
         if self.mode == "qa":
             item["images"] = self.scenes.images[i]
+        if budget is not None:
+            item["visual_tokens"] = budget
         return item
 
 
@@ -274,6 +287,8 @@ class Collate:
         if "segments" in items[0]:
             segments = pad([it["segments"] for it in items], batch_first=True, padding_value=-1)
             batch["turn_mask"] = turn_attention_mask(segments)
+        if "visual_tokens" in items[0]:  # a budget batch: one budget for all its rows
+            batch["visual_tokens"] = items[0]["visual_tokens"]
         for key in ("present", "count", "patch_color", "patch_shape"):
             if key in items[0]:
                 batch[key] = torch.stack([it[key] for it in items])
@@ -347,8 +362,10 @@ class LlavaStage(Scheduled):
 
     PARTS = ("projector", "llm")
 
-    def __init__(self, model, stage: str, trainable: tuple[str, ...], **schedule):
+    def __init__(self, model, stage: str, trainable: tuple[str, ...], compressors=None, **schedule):
         super().__init__(**schedule)
+        # budget -> the compressor of budget batches (vzexp.engine.budget_batches)
+        self.compressors = dict(compressors or {})
         unknown = set(trainable) - set(self.PARTS)
         if unknown:
             raise ValueError(f"trainable parts {sorted(unknown)}: expected some of {self.PARTS}")
@@ -367,7 +384,9 @@ class LlavaStage(Scheduled):
             inputs["attention_mask"] = additive_mask(batch["turn_mask"], dtype)
         if "position_ids" in batch:
             inputs["position_ids"] = batch["position_ids"]
-        if "object_words" in batch:  # the scene as object tokens (Conversations' objects mode)
+        if "visual_tokens" in batch:  # a budget batch: the image compressed, as at evaluation
+            inputs["inputs_embeds"] = self.compressed_embeddings(batch)
+        elif "object_words" in batch:  # the scene as object tokens (Conversations' objects mode)
             inputs["inputs_embeds"] = object_embeddings(
                 self.model.get_input_embeddings(),
                 batch["input_ids"],
@@ -377,5 +396,17 @@ class LlavaStage(Scheduled):
         else:
             inputs.update(input_ids=batch["input_ids"], pixel_values=batch.get("pixel_values"))
         out = self.model(**inputs, labels=batch["labels"])
-        self.log(f"{self.stage}/loss", out.loss, prog_bar=True)
+        suffix = "_at_budget" if "visual_tokens" in batch else ""
+        self.log(f"{self.stage}/loss{suffix}", out.loss, prog_bar=True)
         return out.loss
+
+    def compressed_embeddings(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The batch's embeddings with its images compressed by the budget's compressor (the
+        frozen tower, no gradient) and projected (with gradient) into the slots."""
+        from vzexp.models.llava import compressed_features, fill_image_slots
+
+        compressor = self.compressors[batch["visual_tokens"]]
+        with torch.no_grad():
+            tokens = compressed_features(self.model, batch["pixel_values"], compressor).tokens
+        projected = self.model.model.multi_modal_projector(tokens)
+        return fill_image_slots(self.model, batch["input_ids"], projected)

@@ -52,7 +52,6 @@ class ProjectorTuner(Scheduled):
         # not a submodule: kept out of checkpoints, DDP and Lightning's device moves
         self.__dict__["vlm"] = model
         self.compressor = compressor
-        self.image_token_id = model.config.image_token_id
 
     def param_groups(self) -> list[dict]:
         groups = [{"params": list(self.projector.parameters())}]
@@ -80,10 +79,9 @@ class ProjectorTuner(Scheduled):
     def token_losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(sum of the answer tokens' cross-entropy, their count) for this rank's batch."""
         projected = self.projector(self.visual_tokens(batch))
-        ids = batch["input_ids"]
-        embeds = self.vlm.get_input_embeddings()(ids)
-        slots = (ids == self.image_token_id).unsqueeze(-1)
-        embeds = embeds.masked_scatter(slots, projected.to(embeds.dtype))
+        from vzexp.models.llava import fill_image_slots
+
+        embeds = fill_image_slots(self.vlm, batch["input_ids"], projected)
         inputs = {"inputs_embeds": embeds, "attention_mask": batch["attention_mask"]}
         if "turn_mask" in batch:  # isolated turns: each sees the image prefix and itself only
             inputs["attention_mask"] = additive_mask(batch["turn_mask"], embeds.dtype)

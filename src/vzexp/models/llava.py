@@ -89,6 +89,15 @@ def compressed_features(
     return result
 
 
+def fill_image_slots(model, input_ids: Tensor, projected: Tensor) -> Tensor:
+    """input_ids' embeddings with the image placeholders replaced, in order, by the projected
+    visual tokens (B, K, d_llm): what LLaVA's forward does with the image features, for callers
+    that compute those tokens themselves (training on compressed images)."""
+    embeds = model.get_input_embeddings()(input_ids)
+    slots = (input_ids == model.config.image_token_id).unsqueeze(-1)
+    return embeds.masked_scatter(slots, projected.to(embeds.dtype))
+
+
 def shrink_placeholders(
     input_ids: Tensor,
     attention_mask: Tensor | None,

@@ -41,13 +41,31 @@ def _trainer(settings, stage, mlflow_logger) -> L.Trainer:
     )
 
 
-def _loader(dataset, batch_size: int, collate, seed: int):
+def _loader(dataset, batch_size: int, collate, seed: int, budget_fraction=0.0, budgets=()):
     from torch.utils.data import DataLoader
 
+    if budget_fraction > 0:
+        from vzexp.engine.budget_batches import BudgetBatches
+
+        batches = BudgetBatches(len(dataset), batch_size, budget_fraction, budgets, seed)
+        return DataLoader(dataset, batch_sampler=batches, collate_fn=collate)
     generator = torch.Generator().manual_seed(seed)  # same order on every rebuild
     return DataLoader(
         dataset, batch_size=batch_size, shuffle=True, collate_fn=collate, generator=generator
     )
+
+
+def budget_compressors(model, budgets: list[int]) -> dict:
+    """Image placeholders per image -> VisionZip (the registry's defaults, the reference's) at
+    each of `budgets`: the compressors of the instruct stage's budget batches."""
+    from vzexp.compress.registry import build_compressor
+    from vzexp.models.llava import tokens_per_image
+
+    compressors = {}
+    for budget in budgets:
+        compressor = build_compressor("visionzip", budget=budget)
+        compressors[tokens_per_image(model, compressor)] = compressor
+    return compressors
 
 
 def _schedule(stage) -> dict[str, Any]:
@@ -79,7 +97,7 @@ def train_stages(settings, model, processor, scenes, mlflow_logger=None) -> dict
     identities = [(c, s) for c in COLORS for s in SHAPES]
     seconds: dict[str, float] = {}
 
-    def fit(name, module, dataset, stage, callbacks=()):
+    def fit(name, module, dataset, stage, callbacks=(), budget_fraction=0.0):
         if stage.steps <= 0:
             log.info("stage %s: skipped (steps=0)", name)
             return
@@ -87,7 +105,10 @@ def train_stages(settings, model, processor, scenes, mlflow_logger=None) -> dict
         trainer = _trainer(settings, stage, mlflow_logger)
         trainer.callbacks.extend(callbacks)
         module.train()  # assemble() hands the model over in eval mode
-        loader = _loader(dataset, stage.batch_size, collate, settings.seed)
+        budgets = list(module.compressors) if budget_fraction else []
+        loader = _loader(
+            dataset, stage.batch_size, collate, settings.seed, budget_fraction, budgets
+        )
         trainer.fit(module, train_dataloaders=loader)
         seconds[name] = time.perf_counter() - start
         log.info("stage %s: %d steps in %.0f s", name, stage.steps, seconds[name])
@@ -120,11 +141,22 @@ def train_stages(settings, model, processor, scenes, mlflow_logger=None) -> dict
         ("instruct", "qa", ("projector", "llm")),
     ):
         stage = getattr(stages, name)
+        # the instruct stage may also train on images compressed to a budget (VisionZip's
+        # fine-tuning step, task.budget_fraction)
+        fraction = task.budget_fraction if name == "instruct" else 0.0
+        compressors = budget_compressors(model, task.budget_tokens) if fraction else {}
         data = Conversations(
-            scenes, processor, grid * grid, mode, stage.turns, settings.seed, task.isolate_turns
+            scenes,
+            processor,
+            grid * grid,
+            mode,
+            stage.turns,
+            settings.seed,
+            task.isolate_turns,
+            budgets=tuple(compressors),
         )
-        module = LlavaStage(model, name, trainable, **_schedule(stage))
-        fit(name, module, data, stage, callbacks=[EpochSetter(data)])
+        module = LlavaStage(model, name, trainable, compressors, **_schedule(stage))
+        fit(name, module, data, stage, callbacks=[EpochSetter(data)], budget_fraction=fraction)
     model.requires_grad_(False)
     return seconds
 
@@ -250,7 +282,7 @@ def build_tiny(settings, tracker, out: Path, predict) -> dict[str, float]:
 def install_into_package(source: Path) -> Path:
     from vzexp.paths import resource_dir
 
-    target = resource_dir() / "tiny_shapes"
+    target = resource_dir() / source.name  # task.output: tiny_shapes, tiny_shapes_budget
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(source, target)
