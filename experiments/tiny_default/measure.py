@@ -1,6 +1,7 @@
 """Measures the tiny default's targets (issue 3) and writes results.json + results.md here.
 
     python experiments/tiny_default/measure.py
+    python experiments/tiny_default/measure.py --model tiny_shapes_budget   # -> results.tiny_shapes_budget.*
 
 Runs, through the CLI, on the shipped model=tiny_shapes and the shapes test split (800 questions):
   1. all tokens and VisionZip at the default budget (24 = 1/8 of 196 patches), test-split seeds 0,1,2;
@@ -21,6 +22,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SEEDS = (0, 1, 2)
+DEFAULT_MODEL = "tiny_shapes"
 SWEEPS = [
     ["-m", "compressor=none,visionzip", "data.dataset.seed=0,1,2"],
     ["-m", "compressor=random", "data.dataset.seed=0,1,2", "compressor.seed=${data.dataset.seed}"],
@@ -28,12 +30,13 @@ SWEEPS = [
 ]
 
 
-def run_sweeps(store: Path) -> list[dict]:
+def run_sweeps(store: Path, model: str) -> list[dict]:
     import mlflow
 
     env_uri = f"sqlite:///{store / 'mlflow.db'}"
     for args in SWEEPS:
-        cmd = [sys.executable, "-m", "vzexp", *args, f"logger.tracking_uri={env_uri}"]
+        cmd = [sys.executable, "-m", "vzexp", *args, f"model={model}"]
+        cmd.append(f"logger.tracking_uri={env_uri}")
         print("$", " ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, check=True, cwd=store, stdout=subprocess.DEVNULL)
     mlflow.set_tracking_uri(env_uri)
@@ -124,13 +127,14 @@ def summarize(rows: list[dict]) -> dict:
     }
 
 
-def markdown(summary: dict, seconds: float) -> str:
+def markdown(summary: dict, seconds: float, model: str) -> str:
     s = summary
     lines = [
-        "# Tiny default: measured targets",
+        f"# Tiny default: measured targets ({model})",
         "",
-        f"Command: `python experiments/tiny_default/measure.py` ({seconds / 60:.1f} min on "
-        f"{platform.machine()}, 2 cores). Model `tiny_shapes` (shipped), shapes test split, 800 questions "
+        f"Command: `python experiments/tiny_default/measure.py{command_suffix(model)}` "
+        f"({seconds / 60:.1f} min on {platform.machine()}, 2 cores). Model `{model}` (shipped), "
+        "shapes test split, 800 questions "
         "per split seed (seeds 0, 1, 2); 24 tokens = 1/8 of the 196 patches.",
         "",
         "| | seed 0 | seed 1 | seed 2 | mean | std |",
@@ -183,17 +187,27 @@ def markdown(summary: dict, seconds: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def command_suffix(model: str) -> str:
+    return "" if model == DEFAULT_MODEL else f" --model {model}"
+
+
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="a shipped tiny model config")
+    model = parser.parse_args().model
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        rows = run_sweeps(Path(tmp))
+        rows = run_sweeps(Path(tmp), model)
     summary = summarize(rows)
     seconds = time.perf_counter() - start
-    (HERE / "results.json").write_text(
-        json.dumps({"summary": summary, "runs": rows}, indent=2) + "\n"
+    stem = "results" if model == DEFAULT_MODEL else f"results.{model}"
+    (HERE / f"{stem}.json").write_text(
+        json.dumps({"model": model, "summary": summary, "runs": rows}, indent=2) + "\n"
     )
-    text = markdown(summary, seconds)
-    (HERE / "results.md").write_text(text)
+    text = markdown(summary, seconds, model)
+    (HERE / f"{stem}.md").write_text(text)
     print(text)
 
 
