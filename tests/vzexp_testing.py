@@ -19,3 +19,23 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: int = 300)
         text=True,
         timeout=timeout,
     )
+
+
+def loss_with_compressor(model, compressor, batch):
+    """transformers' own forward loss of `batch` with `compressor` installed (what evaluation at
+    that budget runs): the reference the training paths' losses are checked against."""
+    import torch
+
+    from vzexp.models.llava import install, uninstall
+
+    install(model, compressor)
+    try:
+        with torch.no_grad():
+            return model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                pixel_values=batch["pixel_values"],
+                labels=batch["labels"],
+            ).loss
+    finally:
+        uninstall(model)

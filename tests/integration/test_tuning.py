@@ -9,6 +9,7 @@ from dataclasses import replace
 import lightning as L
 import pytest
 import torch
+from vzexp_testing import loss_with_compressor
 
 from vzexp.compress.divprune import DivPrune
 from vzexp.compress.visionzip import VisionZip
@@ -17,7 +18,7 @@ from vzexp.data.shapes_instruct import INSTRUCT_FILE, export_instruct
 from vzexp.engine.feature_cache import FeatureCache, check_cacheable
 from vzexp.engine.tuning import ProjectorTuner, TuneDataModule
 from vzexp.errors import ConfigError, MissingPathError
-from vzexp.models.llava import install, tokens_per_image, uninstall
+from vzexp.models.llava import tokens_per_image
 from vzexp.models.projector import load_projector, save_projector
 from vzexp.paths import resource_dir
 
@@ -70,16 +71,7 @@ def test_the_tuner_loss_is_the_models_own_loss_with_the_compressor(shipped, trai
     tuner = ProjectorTuner(model, compressor, **schedule())
     with torch.no_grad():
         loss_sum, count = tuner.token_losses(batch)
-        install(model, compressor)  # transformers' own forward, with compressed image features
-        try:
-            reference = model(
-                input_ids=batch["input_ids"],
-                attention_mask=batch["attention_mask"],
-                pixel_values=batch["pixel_values"],
-                labels=batch["labels"],
-            ).loss
-        finally:
-            uninstall(model)
+    reference = loss_with_compressor(model, compressor, batch)
     assert count == (batch["labels"][:, 1:] != -100).sum()
     torch.testing.assert_close(loss_sum / count, reference, rtol=1e-5, atol=1e-5)
 

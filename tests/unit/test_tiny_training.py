@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from vzexp_testing import loss_with_compressor
 
 from tests.conftest import TINY_ENCODER, TINY_LLM
 from vzexp.data.conversation import IGNORE_INDEX, ConversationEncoder, encode_conversation
@@ -368,7 +369,7 @@ def test_llava_stage_learns_from_object_slots(llava):
 
 
 def test_turn_attention_mask_by_hand():
-    from vzexp.engine.tiny_training import turn_attention_mask
+    from vzexp.data.isolated_turns import turn_attention_mask
 
     # prefix of 2, turn 1 of 2 tokens, turn 2 of 1 token, one padding position
     mask = turn_attention_mask(torch.tensor([[0, 0, 1, 1, 2, -1]]))[0, 0].int()
@@ -429,7 +430,7 @@ def test_a_budget_batch_sees_the_image_as_evaluation_with_the_compressor_does(ll
     from vzexp.compress.visionzip import VisionZip
     from vzexp.data.shapes import QA
     from vzexp.engine.tiny_training import Conversations, RenderedScenes
-    from vzexp.models.llava import install, tokens_per_image, uninstall
+    from vzexp.models.llava import tokens_per_image
 
     model, processor = llava
     compressor = VisionZip(budget=8)
@@ -460,16 +461,7 @@ def test_a_budget_batch_sees_the_image_as_evaluation_with_the_compressor_does(ll
     module.log = lambda *a, **k: None
     with torch.no_grad():
         loss = module.training_step(batch, 0)
-        install(model, compressor)
-        try:
-            reference = model(
-                input_ids=batch["input_ids"],
-                attention_mask=batch["attention_mask"],
-                pixel_values=batch["pixel_values"],
-                labels=batch["labels"],
-            ).loss
-        finally:
-            uninstall(model)
+    reference = loss_with_compressor(model, compressor, batch)
     torch.testing.assert_close(loss, reference)
 
 

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from vzexp.data.conversation import IGNORE_INDEX, ConversationEncoder, pad_right
-from vzexp.data.isolated_turns import additive_mask, isolate_turns, turn_attention_mask
+from vzexp.data.isolated_turns import additive_mask, isolate_turns, pad_isolated
 from vzexp.engine.schedule import Scheduled
 
 # Not asked in any stage any more; its words stay in the vocabulary so that rebuilds keep the shipped
@@ -278,15 +278,14 @@ class Collate:
         if "input_ids" in items[0]:
             batch.update(pad_right(items, self.pad_id))
         pad = nn.utils.rnn.pad_sequence
-        if "position_ids" in items[0]:
+        if "segments" in items[0]:  # isolated turns: their positions and turn mask
+            batch.update(pad_isolated(items))
+        elif "position_ids" in items[0]:
             batch["position_ids"] = pad([it["position_ids"] for it in items], batch_first=True)
         if "object_words" in items[0]:
             batch["object_words"] = pad(
                 [it["object_words"] for it in items], batch_first=True, padding_value=-1
             )
-        if "segments" in items[0]:
-            segments = pad([it["segments"] for it in items], batch_first=True, padding_value=-1)
-            batch["turn_mask"] = turn_attention_mask(segments)
         if "visual_tokens" in items[0]:  # a budget batch: one budget for all its rows
             batch["visual_tokens"] = items[0]["visual_tokens"]
         for key in ("present", "count", "patch_color", "patch_shape"):
@@ -380,8 +379,7 @@ class LlavaStage(Scheduled):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         inputs: dict[str, Any] = {"attention_mask": batch["attention_mask"]}
         if "turn_mask" in batch:  # isolated turns: an additive mask in the model's dtype
-            dtype = self.model.dtype
-            inputs["attention_mask"] = additive_mask(batch["turn_mask"], dtype)
+            inputs["attention_mask"] = additive_mask(batch["turn_mask"], self.model.dtype)
         if "position_ids" in batch:
             inputs["position_ids"] = batch["position_ids"]
         if "visual_tokens" in batch:  # a budget batch: the image compressed, as at evaluation
