@@ -335,6 +335,7 @@ class TrainDataConfig:
     seed: int = 0
     max_turns: int | None = None  # keep each conversation's first N question-answer turns
     balance_yes_no: bool = False  # easy_vqa only: 2 yes/no turns (present, absent) come first
+    present_twins: bool = False  # easy_vqa only: as many present-attribute yes/no as absent ones
     isolate_turns: bool = False  # each turn learned as if asked alone (vzexp.data.isolated_turns)
 
     def __post_init__(self):
@@ -344,12 +345,11 @@ class TrainDataConfig:
             raise ConfigError("train_data.fraction", self.fraction, "a fraction in (0, 1]")
         if self.limit is not None and self.limit < 1:
             raise ConfigError("train_data.limit", self.limit, "an integer >= 1, or null for all")
-        if self.balance_yes_no and (self.path is not None or self.name != "easy_vqa"):
-            raise ConfigError(
-                "train_data.balance_yes_no",
-                True,
-                "false unless train_data=easy_vqa (its own split)",
-            )
+        for key in ("balance_yes_no", "present_twins"):
+            if getattr(self, key) and (self.path is not None or self.name != "easy_vqa"):
+                raise ConfigError(
+                    f"train_data.{key}", True, "false unless train_data=easy_vqa (its own split)"
+                )
         if self.path is None and self.name == "shapes" and self.scenes < 1:
             raise ConfigError("train_data.scenes", self.scenes, "an integer >= 1")
 

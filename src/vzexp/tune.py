@@ -46,9 +46,15 @@ def training_records(settings: VzexpConfig):
         present_first = data.balance_yes_no and data.isolate_turns
         order = "-balanced" if data.balance_yes_no else ""
         order += "-present-first" if present_first else ""
+        order += "-twins" if data.present_twins else ""
         root = cache_dir() / "train_data" / f"easy_vqa-train-seed{data.seed}{order}"
         image_root = export_instruct(
-            root, "train", seed=data.seed, balanced=data.balance_yes_no, present_first=present_first
+            root,
+            "train",
+            seed=data.seed,
+            balanced=data.balance_yes_no,
+            present_first=present_first,
+            twins=data.present_twins,
         )
         path = root / INSTRUCT_FILE
     elif data.path is None:

@@ -16,7 +16,9 @@ from vzexp.data.easy_vqa import (
     asks_present_attribute,
     balanced_order,
     export_instruct,
+    image_attributes,
     instruct_records,
+    present_twins,
 )
 from vzexp.errors import ConfigError, MissingPathError
 
@@ -111,12 +113,54 @@ def test_balanced_records_keep_every_question_and_the_image_first(root):
         assert asked[0] == asked[1]
 
 
-def test_balance_yes_no_is_refused_for_other_training_data():
-    with pytest.raises(ConfigError, match="train_data.balance_yes_no"):
-        TrainDataConfig(name="shapes", balance_yes_no=True)
-    with pytest.raises(ConfigError, match="train_data.balance_yes_no"):
-        TrainDataConfig(name="easy_vqa", path="/data/llava.json", balance_yes_no=True)
-    assert TrainDataConfig(name="easy_vqa", balance_yes_no=True).balance_yes_no
+@pytest.mark.parametrize("key", ["balance_yes_no", "present_twins"])
+def test_easy_vqa_orderings_are_refused_for_other_training_data(key):
+    with pytest.raises(ConfigError, match=f"train_data.{key}"):
+        TrainDataConfig(name="shapes", **{key: True})
+    with pytest.raises(ConfigError, match=f"train_data.{key}"):
+        TrainDataConfig(name="easy_vqa", path="/data/llava.json", **{key: True})
+    assert getattr(TrainDataConfig(name="easy_vqa", **{key: True}), key)
+
+
+def test_image_attributes_from_answers_present_questions_or_elimination():
+    assert image_attributes([("what color is the shape?", "red"), ("is a circle present?", "yes")]) == {
+        "color": "red",
+        "shape": "circle",
+    }
+    # "is no triangle present? no" names a present shape; two absent shapes leave the third
+    assert image_attributes([("is no triangle present?", "no")]) == {"shape": "triangle"}
+    absent = [("is there a circle?", "no"), ("is there not a rectangle?", "yes")]
+    assert image_attributes(absent) == {"shape": "triangle"}
+    assert image_attributes([("is there a blue shape?", "no")]) == {}  # 7 colours remain
+
+
+def test_present_twins_name_the_images_own_attribute_with_the_answer_flipped():
+    qas = [
+        ("is there a blue shape?", "no"),
+        ("what color is the shape?", "red"),
+        ("is there not a green shape in the image?", "yes"),
+        ("is a triangle present?", "no"),
+        ("what shape is this?", "circle"),
+        ("is there a red shape?", "yes"),  # one present already: two twins balance three absent
+    ]
+    twins = present_twins(qas)
+    assert twins[: len(qas)] == qas
+    assert twins[len(qas) :] == [
+        ("is there a red shape?", "yes"),
+        ("is there not a red shape in the image?", "no"),
+    ]
+    yes_no = [qa for qa in twins if answer_type(qa[1]) == "yes/no"]
+    assert sum(asks_present_attribute(*qa) for qa in yes_no) == 3 == len(yes_no) - 3
+    # an attribute the questions do not tell gets no twin
+    assert present_twins([("is there a blue shape?", "no")]) == [("is there a blue shape?", "no")]
+
+
+def test_twin_records_ask_the_split_questions_and_their_twins(root):
+    data = EasyVQA("test", str(root))
+    record = instruct_records(data, balanced=True, twins=True)[1]  # image 1: one absent question
+    asked = [t["value"].removeprefix("<image>\n") for t in record["conversations"][::2]]
+    assert "does the image contain a gray shape?" in asked  # the colour of "what is the gray shape?"
+    assert len(asked) == 4
 
 
 @pytest.mark.parametrize(
