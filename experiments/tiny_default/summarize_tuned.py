@@ -29,12 +29,17 @@ def sweep_runs(client: MlflowClient, experiment: str) -> tuple[str, dict[str, di
     """(sweep id, {compressor: {seed: metrics}}) of the experiment's latest sweep."""
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        raise SystemExit(f"no MLflow experiment {experiment!r}: run python -m vzexp +experiment={experiment}")
+        raise SystemExit(
+            f"no MLflow experiment {experiment!r}: run python -m vzexp +experiment={experiment}"
+        )
     runs = client.search_runs([found.experiment_id], order_by=["attributes.start_time DESC"])
     parent = next(r for r in runs if is_sweep_parent(r))
     out: dict[str, dict[int, dict]] = {}
     for r in runs:
-        if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id and r.info.status == "FINISHED":
+        if (
+            r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+            and r.info.status == "FINISHED"
+        ):
             name = r.data.params["compressor.name"]
             out.setdefault(name, {})[int(r.data.params["seed"])] = r.data.metrics
     return parent.info.run_id, out
@@ -47,7 +52,10 @@ def all_token_accuracy() -> dict[int, float]:
 
 
 def stats(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+    return {
+        "mean": statistics.mean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+    }
 
 
 def main() -> int:
@@ -73,7 +81,9 @@ def main() -> int:
         "sweep": sweep,
         "seeds": seeds,
         "all_tokens": [full[k] for k in seeds],
-        "strategies": {s: {k: stats(v) | {"per_seed": v} for k, v in t.items()} for s, t in table.items()},
+        "strategies": {
+            s: {k: stats(v) | {"per_seed": v} for k, v in t.items()} for s, t in table.items()
+        },
         "retention_tuned_visionzip": stats(retention) | {"per_seed": retention},
         "margin_tuned_visionzip_minus_tuned_random": stats(margins) | {"per_seed": margins},
         "per_type_tuned_mean": {
@@ -93,7 +103,7 @@ def main() -> int:
 
     head = " | ".join(f"seed {k}" for k in seeds)
     lines = [
-        f"# Tiny default: VisionZip's fine-tuning step at 24 tokens, against random given the same step",
+        "# Tiny default: VisionZip's fine-tuning step at 24 tokens, against random given the same step",
         "",
         f"Command: `python -m vzexp +experiment=tune_tiny_budget` then "
         f"`python experiments/tiny_default/summarize_tuned.py` (MLflow sweep {sweep}).",
@@ -107,7 +117,10 @@ def main() -> int:
     for s in STRATEGIES:
         lines.append(row(f"{s}, training-free", table[s]["training_free"]))
         lines.append(row(f"{s}, tuned", table[s]["tuned"]))
-    ret, mar = summary["retention_tuned_visionzip"], summary["margin_tuned_visionzip_minus_tuned_random"]
+    ret, mar = (
+        summary["retention_tuned_visionzip"],
+        summary["margin_tuned_visionzip_minus_tuned_random"],
+    )
     lines += [
         "",
         f"- Tuned VisionZip keeps **{ret['mean']:.1%}** of the untouched model's all-token accuracy "
@@ -123,7 +136,11 @@ def main() -> int:
         "|---|" + "---|" * len(STRATEGIES),
     ]
     for t in TYPES:
-        lines.append(f"| {t} | " + " | ".join(f"{summary['per_type_tuned_mean'][s][t]:.3f}" for s in STRATEGIES) + " |")
+        lines.append(
+            f"| {t} | "
+            + " | ".join(f"{summary['per_type_tuned_mean'][s][t]:.3f}" for s in STRATEGIES)
+            + " |"
+        )
     text = "\n".join(lines) + "\n"
     (HERE / f"results.tuned{args.suffix}.md").write_text(text)
     print(text)

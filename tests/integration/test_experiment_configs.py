@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
 from vzexp.config import register_configs, validate
@@ -18,8 +19,6 @@ def test_experiment_composes_and_validates(name):
     register_configs()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("config", overrides=[f"+experiment={name}"], return_hydra_config=True)
-    from hydra.core.hydra_config import HydraConfig
-
     HydraConfig.instance().set_config(cfg)  # ${hydra:...} interpolations resolve as in a run
     with open_dict(cfg):
         del cfg["hydra"]

@@ -127,7 +127,7 @@ def balance_yes_no(qas: list[tuple[str, str]], present_first: bool) -> list[tupl
 
 
 def named_attribute(question: str) -> tuple[str, str] | None:
-    """(kind, word) of the colour or shape a yes/no question names: ("color", "red")."""
+    """(kind, word) of the colour or shape a question names: ("color", "red")."""
     for kind, words in (("color", COLORS), ("shape", SHAPES)):
         for word in words:
             if re.search(rf"\b{word}\b", question):
@@ -165,13 +165,15 @@ def present_twins(qas: list[tuple[str, str]]) -> list[tuple[str, str]]:
     ("is there a blue shape?" no -> "is there a red shape?" yes, on a red shape), so that as many
     yes/no questions name a present attribute as an absent one. Only 1 in 5 of the split's do, and
     1,036 of the 4,000 train images have none: the model learns the question's prior, not to look.
-    Images whose attribute their questions do not tell get no twin for it."""
+    Images whose attribute their questions do not tell get no twin for it, and no question is
+    asked twice (its second asking could be answered from the first)."""
     attributes = image_attributes(qas)
     yes_no = [qa for qa in qas if answer_type(qa[1]) == "yes/no"]
     missing = sum(not asks_present_attribute(*qa) for qa in yes_no) - sum(
         asks_present_attribute(*qa) for qa in yes_no
     )
     twins = []
+    asked = {question for question, _ in qas}
     for question, answer in yes_no:
         if len(twins) >= missing:
             break
@@ -179,7 +181,9 @@ def present_twins(qas: list[tuple[str, str]]) -> list[tuple[str, str]]:
         if asks_present_attribute(question, answer) or named is None or named[0] not in attributes:
             continue
         twin = re.sub(rf"\b{named[1]}\b", attributes[named[0]], question)
-        twins.append((twin, "no" if answer == "yes" else "yes"))
+        if twin not in asked:  # "is there a blue / green shape?" both give "is there a red shape?"
+            asked.add(twin)
+            twins.append((twin, "no" if answer == "yes" else "yes"))
     return qas + twins
 
 
@@ -268,6 +272,8 @@ def export_instruct(
     dataset = EasyVQA(split, root)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".{INSTRUCT_FILE}.{os.getpid()}"
-    tmp.write_text(json.dumps(instruct_records(dataset, seed, balanced, present_first, twins), indent=0))
+    tmp.write_text(
+        json.dumps(instruct_records(dataset, seed, balanced, present_first, twins), indent=0)
+    )
     os.replace(tmp, out / INSTRUCT_FILE)
     return dataset.images
