@@ -25,8 +25,14 @@ HERE = Path(__file__).parent
 STRATEGIES = ("visionzip", "random")
 
 
-def sweep_runs(client: MlflowClient, experiment: str) -> tuple[str, dict[str, dict[int, dict]]]:
-    """(sweep id, {compressor: {seed: metrics}}) of the experiment's latest sweep."""
+RECIPE_PARAMS = ("train_data.scenes", "task.epochs", "task.lr", "task.llm_layers", "task.llm_lr")
+
+
+def sweep_runs(
+    client: MlflowClient, experiment: str
+) -> tuple[str, dict[str, dict[int, dict]], dict[str, str]]:
+    """(sweep id, {compressor: {seed: metrics}}, the tuning recipe's params) of the experiment's
+    latest sweep."""
     found = client.get_experiment_by_name(experiment)
     if found is None:
         raise SystemExit(
@@ -35,6 +41,7 @@ def sweep_runs(client: MlflowClient, experiment: str) -> tuple[str, dict[str, di
     runs = client.search_runs([found.experiment_id], order_by=["attributes.start_time DESC"])
     parent = next(r for r in runs if is_sweep_parent(r))
     out: dict[str, dict[int, dict]] = {}
+    recipes = set()
     for r in runs:
         if (
             r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
@@ -42,7 +49,11 @@ def sweep_runs(client: MlflowClient, experiment: str) -> tuple[str, dict[str, di
         ):
             name = r.data.params["compressor.name"]
             out.setdefault(name, {})[int(r.data.params["seed"])] = r.data.metrics
-    return parent.info.run_id, out
+            recipes.add(tuple(r.data.params[k] for k in RECIPE_PARAMS))
+    if len(recipes) > 1:  # a sweep over the recipe itself is not one result
+        raise SystemExit(f"sweep {parent.info.run_id}: its runs differ in {RECIPE_PARAMS}")
+    recipe = dict(zip(RECIPE_PARAMS, recipes.pop())) if recipes else {}
+    return parent.info.run_id, out, recipe
 
 
 def all_token_accuracy() -> dict[int, float]:
@@ -63,7 +74,7 @@ def main() -> int:
     parser.add_argument("--experiment", default="tune_tiny_budget")
     parser.add_argument("--suffix", default="", help="results.tuned<suffix>.{md,json}")
     args = parser.parse_args()
-    sweep, runs = sweep_runs(MlflowClient(tracking_uri(None)), args.experiment)
+    sweep, runs, recipe = sweep_runs(MlflowClient(tracking_uri(None)), args.experiment)
     full = all_token_accuracy()
     seeds = sorted(set.intersection(*(set(runs.get(s, {})) for s in STRATEGIES)))
     if not seeds:
@@ -80,6 +91,7 @@ def main() -> int:
     summary = {
         "sweep": sweep,
         "seeds": seeds,
+        "recipe": recipe,
         "all_tokens": [full[k] for k in seeds],
         "strategies": {
             s: {k: stats(v) | {"per_seed": v} for k, v in t.items()} for s, t in table.items()
@@ -107,8 +119,11 @@ def main() -> int:
         "",
         f"Command: `python -m vzexp +experiment=tune_tiny_budget` then "
         f"`python experiments/tiny_default/summarize_tuned.py` (MLflow sweep {sweep}).",
-        "Model tiny_shapes (shipped), 24 of 196 tokens; each seed sets the 2,000 training scenes, their "
-        "order, the 800-question test split and random's selection.",
+        f"Model tiny_shapes (shipped), 24 of 196 tokens; tuned over "
+        f"{int(recipe['train_data.scenes']):,} training scenes for {recipe['task.epochs']} epochs "
+        f"(projector lr {recipe['task.lr']}, its last {recipe['task.llm_layers']} LLM layers at "
+        f"{recipe['task.llm_lr']}). Each seed sets the training scenes, their order, the "
+        "800-question test split and random's selection.",
         "",
         f"| | {head} | mean | std |",
         "|---|" + "---|" * (len(seeds) + 2),
