@@ -162,9 +162,8 @@ def test_twin_records_ask_the_split_questions_and_their_twins(root):
     data = EasyVQA("test", str(root))
     record = instruct_records(data, balanced=True, twins=True)[1]  # image 1: one absent question
     asked = [t["value"].removeprefix("<image>\n") for t in record["conversations"][::2]]
-    assert (
-        "does the image contain a gray shape?" in asked
-    )  # the colour of "what is the gray shape?"
+    # the colour of "what is the gray shape?"
+    assert "does the image contain a gray shape?" in asked
     assert len(asked) == 4
 
 
