@@ -293,11 +293,23 @@ class TuneTaskConfig(TaskConfig):
     # also copy the result into $VZEXP_CACHE/trained/<publish>/, where a model config finds it as
     # ${vzexp_trained:<publish>} (weights too large to ship are built once per machine, then reused)
     publish: str | None = None
+    # cosine: warm-up then cosine decay to zero (LLaVA's); constant: warm-up then the full lr
+    schedule: str = "cosine"
+    # false: keep the loaded projector and train the LLM layers alone (a second stage)
+    tune_projector: bool = True
 
     def __post_init__(self):
         super().__post_init__()
         if self.llm_layers < 0:
             raise ConfigError("task.llm_layers", self.llm_layers, "an integer >= 0")
+        if self.schedule not in ("cosine", "constant"):
+            raise ConfigError("task.schedule", self.schedule, "cosine or constant")
+        if not self.tune_projector and self.llm_layers == 0:
+            raise ConfigError(
+                "task.tune_projector",
+                self.tune_projector,
+                "true, or task.llm_layers >= 1 (with the projector frozen nothing would train)",
+            )
         if self.llm_lr is not None and self.llm_lr <= 0:
             raise ConfigError("task.llm_lr", self.llm_lr, "a learning rate > 0, or null")
         if self.publish is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", self.publish):

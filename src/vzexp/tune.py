@@ -29,6 +29,8 @@ TRAINING_FIELDS = (
     "grad_clip",
     "llm_layers",
     "llm_lr",
+    "schedule",
+    "tune_projector",
 )
 
 
@@ -179,6 +181,8 @@ def tune_and_evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> 
         compressor,
         llm_layers=task.llm_layers,
         llm_lr=task.llm_lr,
+        tune_projector=task.tune_projector,
+        schedule=task.schedule,
         lr=task.lr,
         weight_decay=task.weight_decay,
         warmup_steps=math.ceil(task.warmup_ratio * total_steps),

@@ -105,6 +105,14 @@ CASES = {
         "not built on this machine yet; build it once with python -m vzexp +experiment=build_tiny_x",
     ),
     "bad publish name": (["task=tune", "train_data=shapes", "task.publish=a/b"], "task.publish"),
+    "unknown lr schedule": (
+        ["task=tune", "train_data=shapes", "task.schedule=linear"],
+        "task.schedule='linear' is not allowed: cosine or constant",
+    ),
+    "nothing to train": (
+        ["task=tune", "train_data=shapes", "task.tune_projector=false"],
+        "task.tune_projector=False is not allowed",
+    ),
 }
 
 

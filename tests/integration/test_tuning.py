@@ -153,6 +153,31 @@ def test_llm_layers_train_the_last_layers_too_and_load_back_with_the_projector(
         ProjectorTuner(model, compressor, llm_layers=99, **schedule())
 
 
+def test_a_frozen_projector_trains_the_llm_layers_alone_without_gradients_below_them(
+    shipped, train_dir, tmp_path
+):
+    model, processor = shipped
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    compressor = VisionZip(budget=TOKENS)
+    data = dataset_for(model, processor, train_dir, compressor)
+    last = len(model.model.language_model.layers) - 1
+    tuner = ProjectorTuner(model, compressor, llm_layers=1, tune_projector=False, **schedule())
+    assert [len(g["params"]) for g in tuner.param_groups()] == [
+        len(list(tuner.llm_tail.parameters()))
+    ]
+    # the loss's graph reaches the tuned layer, not the projected tokens below it
+    batch = collate([data[i] for i in range(2)], pad_id=processor.tokenizer.pad_token_id)
+    loss_sum, _ = tuner.token_losses(batch)
+    loss_sum.backward()
+    assert all(p.grad is None for p in tuner.projector.parameters())
+    assert all(p.grad is not None for p in tuner.llm_tail.parameters())
+    tuner.zero_grad(set_to_none=True)
+    fit_briefly(tuner, data, 3, tmp_path)
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith(f"model.language_model.layers.{last}.") for k in changed)
+    model.load_state_dict(before)
+
+
 def test_cached_tokens_equal_the_tokens_computed_in_the_loop(shipped, train_dir, tmp_path):
     model, processor = shipped
     compressor = VisionZip(budget=TOKENS)

@@ -12,7 +12,7 @@ from vzexp_testing import loss_with_compressor
 
 from tests.conftest import TINY_ENCODER, TINY_LLM
 from vzexp.data.conversation import IGNORE_INDEX, ConversationEncoder, encode_conversation
-from vzexp.engine.schedule import warmup_cosine
+from vzexp.engine.schedule import warmup_constant, warmup_cosine
 from vzexp.engine.tiny_training import (
     Collate,
     LlavaStage,
@@ -150,6 +150,13 @@ def test_warmup_then_cosine_to_zero():
     assert f(12) == pytest.approx(0.5)
     assert f(20) == pytest.approx(0.0)
     assert f(25) == pytest.approx(0.0)
+
+
+def test_warmup_then_constant_keeps_the_full_lr_to_the_end():
+    f = warmup_constant(warmup_steps=4, total_steps=20)
+    assert [f(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert [f(s) for s in (4, 12, 19, 25)] == [1.0] * 4
+    assert warmup_constant(0, 20)(0) == 1.0
 
 
 def _steps(module, batch, n: int) -> list[float]:

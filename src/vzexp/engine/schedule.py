@@ -1,5 +1,6 @@
 """LLaVA's optimiser set-up, shared by the tiny recipe's stages and projector tuning: AdamW over
-the trainable parameters, linear warm-up then cosine decay to zero, stepped per optimiser step."""
+the trainable parameters, linear warm-up then cosine decay to zero (or a constant lr), stepped
+per optimiser step."""
 
 from __future__ import annotations
 
@@ -21,13 +22,35 @@ def warmup_cosine(warmup_steps: int, total_steps: int):
     return factor
 
 
-class Scheduled(L.LightningModule):
-    """AdamW over the trainable parameters with warm-up + cosine, stepped per optimiser step."""
+def warmup_constant(warmup_steps: int, total_steps: int):
+    """Linear warm-up, then the full lr to the end: a rule the model learns abruptly, late in
+    training (easy-vqa's yes/no on SmolLM2, experiments/small_real), needs the lr still there."""
 
-    def __init__(self, lr: float, weight_decay: float, warmup_steps: int, total_steps: int):
+    def factor(step: int) -> float:
+        return (step + 1) / warmup_steps if step < warmup_steps else 1.0
+
+    return factor
+
+
+SCHEDULES = {"cosine": warmup_cosine, "constant": warmup_constant}
+
+
+class Scheduled(L.LightningModule):
+    """AdamW over the trainable parameters with warm-up + cosine (or constant), stepped per
+    optimiser step."""
+
+    def __init__(
+        self,
+        lr: float,
+        weight_decay: float,
+        warmup_steps: int,
+        total_steps: int,
+        schedule: str = "cosine",
+    ):
         super().__init__()
         self.lr, self.weight_decay = lr, weight_decay
         self.warmup_steps, self.total_steps = warmup_steps, total_steps
+        self.schedule = SCHEDULES[schedule]
 
     def param_groups(self) -> list[dict]:
         """The optimiser's parameter groups (a group may set its own lr)."""
@@ -38,6 +61,6 @@ class Scheduled(L.LightningModule):
             self.param_groups(), lr=self.lr, weight_decay=self.weight_decay
         )
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, warmup_cosine(self.warmup_steps, self.total_steps)
+            optimizer, self.schedule(self.warmup_steps, self.total_steps)
         )
         return [optimizer], [{"scheduler": schedule, "interval": "step"}]

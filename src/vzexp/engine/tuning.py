@@ -28,16 +28,25 @@ from vzexp.engine.schedule import Scheduled
 
 class ProjectorTuner(Scheduled):
     """`llm_layers` > 0 also trains the LLM's last decoder layers (a submodule too, so they are
-    checkpointed and synchronised like the projector); 0 is VisionZip's projector-only recipe."""
+    checkpointed and synchronised like the projector); 0 is VisionZip's projector-only recipe.
+    `tune_projector=False` keeps the projector as loaded and trains those layers alone: no
+    gradient then flows below them, so a step costs the forward pass and their backward only."""
 
     def __init__(
-        self, model, compressor, llm_layers: int = 0, llm_lr: float | None = None, **schedule
+        self,
+        model,
+        compressor,
+        llm_layers: int = 0,
+        llm_lr: float | None = None,
+        tune_projector: bool = True,
+        **schedule,
     ):
         super().__init__(**schedule)
         self.llm_lr = llm_lr  # the LLM layers' own learning rate (None: the projector's)
+        self.tune_projector = tune_projector
         model.requires_grad_(False)
         self.projector = model.model.multi_modal_projector
-        self.projector.requires_grad_(True)
+        self.projector.requires_grad_(tune_projector)
         layers = model.model.language_model.layers
         if llm_layers > len(layers):
             from vzexp.errors import ConfigError
@@ -54,7 +63,7 @@ class ProjectorTuner(Scheduled):
         self.compressor = compressor
 
     def param_groups(self) -> list[dict]:
-        groups = [{"params": list(self.projector.parameters())}]
+        groups = [{"params": list(self.projector.parameters())}] if self.tune_projector else []
         if len(self.llm_tail):
             tail = {"params": list(self.llm_tail.parameters())}
             if self.llm_lr is not None:
@@ -65,7 +74,7 @@ class ProjectorTuner(Scheduled):
     def on_fit_start(self) -> None:
         self.vlm.to(self.device)
         self.vlm.eval()  # frozen parts in eval mode (no dropout)
-        self.projector.train()
+        self.projector.train(self.tune_projector)
         self.llm_tail.train()
 
     def visual_tokens(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
