@@ -165,7 +165,9 @@ def test_a_frozen_projector_trains_the_llm_layers_alone_without_gradients_below_
     assert [len(g["params"]) for g in tuner.param_groups()] == [
         len(list(tuner.llm_tail.parameters()))
     ]
-    # the loss's graph reaches the tuned layer, not the projected tokens below it
+    # the loss's graph reaches the tuned layer, not the projected tokens below it (grads left by
+    # earlier tests on this module-scoped model cleared first)
+    model.zero_grad(set_to_none=True)
     batch = collate([data[i] for i in range(2)], pad_id=processor.tokenizer.pad_token_id)
     loss_sum, _ = tuner.token_losses(batch)
     loss_sum.backward()
