@@ -297,6 +297,9 @@ class TuneTaskConfig(TaskConfig):
     schedule: str = "cosine"
     # false: keep the loaded projector and train the LLM layers alone (a second stage)
     tune_projector: bool = True
+    # with tune_projector false and epochs > 1: the frozen LLM layers' output kept per sample
+    # after the first epoch, so later epochs run the trained layers alone
+    cache_trunk: bool = True
 
     def __post_init__(self):
         super().__post_init__()

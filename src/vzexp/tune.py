@@ -182,6 +182,7 @@ def tune_and_evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> 
         llm_layers=task.llm_layers,
         llm_lr=task.llm_lr,
         tune_projector=task.tune_projector,
+        cache_trunk=task.cache_trunk and task.epochs > 1,  # the first epoch only fills it
         schedule=task.schedule,
         lr=task.lr,
         weight_decay=task.weight_decay,
@@ -270,3 +271,6 @@ class EpochTimer(L.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self.seconds.append(time.perf_counter() - self._start)
+        if trainer.global_rank == 0:  # per epoch: what the trunk cache saves after the first
+            epoch, of = trainer.current_epoch + 1, trainer.max_epochs
+            log.info("training epoch %d of %d: %.1f s", epoch, of, self.seconds[-1])

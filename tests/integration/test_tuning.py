@@ -4,6 +4,7 @@ only, and a saved projector loads back."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import replace
 
 import lightning as L
@@ -216,3 +217,108 @@ def test_a_projector_of_another_shape_or_a_missing_one_is_one_clear_error(shippe
     save_file({"linear_1.weight": torch.zeros(2, 2)}, tmp_path / "projector.safetensors")
     with pytest.raises(ConfigError, match=r"model.projector.*a projector of this model's shape"):
         load_projector(model, str(tmp_path))
+
+
+def loss_and_grads(tuner, batch):
+    """(token-loss sum, the trained layers' gradients) of one batch."""
+    tuner.zero_grad(set_to_none=True)
+    loss_sum, _ = tuner.token_losses(batch)
+    loss_sum.backward()
+    grads = [p.grad.clone() for p in tuner.llm_tail.parameters()]
+    tuner.zero_grad(set_to_none=True)
+    return loss_sum.detach(), grads
+
+
+@contextmanager
+def counted_calls(module):
+    """A list that gets one entry per forward call of `module` inside the block."""
+    calls = []
+    hook = module.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        yield calls
+    finally:
+        hook.remove()
+
+
+def trunk_tuner(model, compressor, cache_trunk=True):
+    return ProjectorTuner(
+        model,
+        compressor,
+        llm_layers=1,
+        tune_projector=False,
+        cache_trunk=cache_trunk,
+        **schedule(),
+    )
+
+
+@pytest.mark.parametrize("isolate", [False, True], ids=["one-conversation", "isolated-turns"])
+def test_the_trunk_cache_replays_the_frozen_layers_output_so_loss_and_gradients_are_unchanged(
+    shipped, train_dir, isolate
+):
+    model, processor = shipped
+    compressor = VisionZip(budget=TOKENS)
+    records = read_instruct(train_dir / INSTRUCT_FILE)[:3]
+    tokens = tokens_per_image(model, compressor)
+    data = InstructDataset(records, train_dir / "images", processor, tokens, isolate_turns=isolate)
+    pad = processor.tokenizer.pad_token_id
+    tuner = trunk_tuner(model, compressor)
+    recorded = collate([data[0], data[1], data[2]], pad)
+    assert not tuner.trunk.covers(recorded)
+    full_loss, full_grads = loss_and_grads(tuner, recorded)
+    assert tuner.trunk.covers(recorded)
+    # replayed in another grouping and order (so other padding): the same sum and gradients,
+    # without running the frozen layers
+    with counted_calls(model.model.language_model.layers[0]) as frozen_calls:
+        replays = [
+            loss_and_grads(tuner, collate([data[2], data[0]], pad)),
+            loss_and_grads(tuner, collate([data[1]], pad)),
+        ]
+    assert not frozen_calls
+    torch.testing.assert_close(replays[0][0] + replays[1][0], full_loss, rtol=1e-5, atol=1e-5)
+    for k, grad in enumerate(full_grads):
+        torch.testing.assert_close(replays[0][1][k] + replays[1][1][k], grad, rtol=1e-4, atol=1e-5)
+
+
+def test_a_sample_whose_tokens_changed_is_recomputed_not_replayed(shipped, train_dir):
+    model, processor = shipped
+    compressor = VisionZip(budget=TOKENS)
+    data = dataset_for(model, processor, train_dir, compressor)
+    pad = processor.tokenizer.pad_token_id
+    tuner = trunk_tuner(model, compressor)
+    with torch.no_grad():
+        tuner.token_losses(collate([data[0]], pad))
+    other = collate([data[1]], pad)
+    other["index"] = torch.tensor([0])  # another sample's tokens under index 0
+    assert not tuner.trunk.covers(other)
+
+
+def test_epochs_with_the_trunk_cache_train_the_same_weights_running_the_frozen_layers_once(
+    shipped, train_dir, tmp_path
+):
+    model, processor = shipped
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    compressor = VisionZip(budget=TOKENS)
+    data = dataset_for(model, processor, train_dir, compressor)
+    trained, frozen_calls = {}, {}
+    for cached in (False, True):
+        model.load_state_dict(before)
+        tuner = trunk_tuner(model, compressor, cache_trunk=cached)
+        with counted_calls(model.model.language_model.layers[0]) as calls:
+            fit_briefly(
+                tuner, data, 8, tmp_path / str(cached)
+            )  # 12 samples, batches of 3: 2 epochs
+        trained[cached] = [p.detach().clone() for p in tuner.llm_tail.parameters()]
+        frozen_calls[cached] = len(calls)
+    model.load_state_dict(before)
+    assert frozen_calls == {False: 8, True: 4}
+    initial = [before[f"model.language_model.{name}"] for name in tail_names(model)]
+    assert not all(torch.equal(a, b) for a, b in zip(trained[True], initial))
+    for plain, cached in zip(trained[False], trained[True]):
+        torch.testing.assert_close(cached, plain, rtol=1e-4, atol=1e-5)
+
+
+def tail_names(model):
+    """state-dict names (under the language model) of its last layer's parameters."""
+    last = len(model.model.language_model.layers) - 1
+    layer = model.model.language_model.layers[last]
+    return [f"layers.{last}.{name}" for name, _ in layer.named_parameters()]

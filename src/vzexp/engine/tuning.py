@@ -13,6 +13,7 @@ averaging divides back out), so 2 processes x batch b train exactly as 1 process
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from pathlib import Path
 
 import lightning as L
@@ -24,13 +25,16 @@ from torch.utils.data import DataLoader, DistributedSampler
 from vzexp.data.conversation import IGNORE_INDEX
 from vzexp.data.isolated_turns import additive_mask
 from vzexp.engine.schedule import Scheduled
+from vzexp.engine.trunk_cache import TrunkCache
 
 
 class ProjectorTuner(Scheduled):
     """`llm_layers` > 0 also trains the LLM's last decoder layers (a submodule too, so they are
     checkpointed and synchronised like the projector); 0 is VisionZip's projector-only recipe.
     `tune_projector=False` keeps the projector as loaded and trains those layers alone: no
-    gradient then flows below them, so a step costs the forward pass and their backward only."""
+    gradient then flows below them, so a step costs the forward pass and their backward only.
+    With `cache_trunk` too, the frozen layers' output is kept per sample after the first epoch
+    (`TrunkCache`), and later epochs run the trained layers alone."""
 
     def __init__(
         self,
@@ -39,6 +43,7 @@ class ProjectorTuner(Scheduled):
         llm_layers: int = 0,
         llm_lr: float | None = None,
         tune_projector: bool = True,
+        cache_trunk: bool = False,
         **schedule,
     ):
         super().__init__(**schedule)
@@ -61,6 +66,12 @@ class ProjectorTuner(Scheduled):
         # not a submodule: kept out of checkpoints, DDP and Lightning's device moves
         self.__dict__["vlm"] = model
         self.compressor = compressor
+        first_trained = len(layers) - llm_layers
+        use_trunk = cache_trunk and not tune_projector and 0 < llm_layers < len(layers)
+        # not a submodule either: per-rank activations, rebuilt after a resume
+        self.__dict__["trunk"] = (
+            TrunkCache(model.model.language_model, first_trained) if use_trunk else None
+        )
 
     def param_groups(self) -> list[dict]:
         groups = [{"params": list(self.projector.parameters())}] if self.tune_projector else []
@@ -87,15 +98,7 @@ class ProjectorTuner(Scheduled):
 
     def token_losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(sum of the answer tokens' cross-entropy, their count) for this rank's batch."""
-        projected = self.projector(self.visual_tokens(batch))
-        from vzexp.models.llava import fill_image_slots
-
-        embeds = fill_image_slots(self.vlm, batch["input_ids"], projected)
-        inputs = {"inputs_embeds": embeds, "attention_mask": batch["attention_mask"]}
-        if "turn_mask" in batch:  # isolated turns: each sees the image prefix and itself only
-            inputs["attention_mask"] = additive_mask(batch["turn_mask"], embeds.dtype)
-            inputs["position_ids"] = batch["position_ids"]
-        hidden = self.vlm.model.language_model(**inputs).last_hidden_state
+        hidden = self.last_hidden(batch)
         # logits only where an answer token is predicted: the LM head over a real vocabulary
         # (49k for SmolLM2) would otherwise cost a fifth of the step for nothing
         labels = batch["labels"][:, 1:]
@@ -103,6 +106,28 @@ class ProjectorTuner(Scheduled):
         logits = self.vlm.lm_head(hidden[:, :-1][learned])
         loss_sum = nn.functional.cross_entropy(logits.float(), labels[learned], reduction="sum")
         return loss_sum, learned.sum()
+
+    def last_hidden(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The language model's final hidden states for the batch; from the trunk cache when it
+        holds every sample (the trained layers alone), else the whole forward pass (recorded
+        into the cache when there is one)."""
+        language_model = self.vlm.model.language_model
+        inputs = {"attention_mask": batch["attention_mask"]}
+        if "turn_mask" in batch:  # isolated turns: each sees the image prefix and itself only
+            dtype = next(language_model.parameters()).dtype
+            inputs["attention_mask"] = additive_mask(batch["turn_mask"], dtype)
+            inputs["position_ids"] = batch["position_ids"]
+        if self.trunk is not None and self.trunk.covers(batch):
+            with self.trunk.trained_layers_only():
+                out = language_model(inputs_embeds=self.trunk.replayed(batch), **inputs)
+            return out.last_hidden_state
+        projected = self.projector(self.visual_tokens(batch))
+        from vzexp.models.llava import fill_image_slots
+
+        embeds = fill_image_slots(self.vlm, batch["input_ids"], projected)
+        recording = self.trunk.recording(batch) if self.trunk is not None else nullcontext()
+        with recording:
+            return language_model(inputs_embeds=embeds, **inputs).last_hidden_state
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss_sum, count = self.token_losses(batch)
