@@ -113,6 +113,10 @@ CASES = {
         ["task=tune", "train_data=shapes", "task.tune_projector=false"],
         "task.tune_projector=False is not allowed",
     ),
+    "trunk cache not a boolean": (
+        ["task=tune", "train_data=shapes", "task.cache_trunk=sometimes"],
+        "task.cache_trunk='sometimes' is not allowed",
+    ),
 }
 
 
