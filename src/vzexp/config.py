@@ -352,18 +352,31 @@ class TrainDataConfig:
     balance_yes_no: bool = False  # easy_vqa only: 2 yes/no turns (present, absent) come first
     present_twins: bool = False  # easy_vqa only: as many present-attribute yes/no as absent ones
     isolate_turns: bool = False  # each turn learned as if asked alone (vzexp.data.isolated_turns)
+    answer_types: list[str] | None = None  # easy_vqa only: keep these questions ([color, shape])
 
     def __post_init__(self):
+        if self.answer_types is not None:
+            from vzexp.data.easy_vqa import ANSWER_TYPES
+
+            bad = [t for t in self.answer_types if t not in ANSWER_TYPES]
+            if bad or not self.answer_types:
+                raise ConfigError(
+                    "train_data.answer_types",
+                    list(self.answer_types),
+                    f"a non-empty list of {', '.join(ANSWER_TYPES)}, or null for all",
+                )
         if self.max_turns is not None and self.max_turns < 1:
             raise ConfigError("train_data.max_turns", self.max_turns, "an integer >= 1, or null")
         if not 0.0 < self.fraction <= 1.0:
             raise ConfigError("train_data.fraction", self.fraction, "a fraction in (0, 1]")
         if self.limit is not None and self.limit < 1:
             raise ConfigError("train_data.limit", self.limit, "an integer >= 1, or null for all")
-        for key in ("balance_yes_no", "present_twins"):
+        for key in ("balance_yes_no", "present_twins", "answer_types"):
             if getattr(self, key) and (self.path is not None or self.name != "easy_vqa"):
                 raise ConfigError(
-                    f"train_data.{key}", True, "false unless train_data=easy_vqa (its own split)"
+                    f"train_data.{key}",
+                    getattr(self, key),
+                    "false (answer_types: null) unless train_data=easy_vqa (its own split)",
                 )
         if self.path is None and self.name == "shapes" and self.scenes < 1:
             raise ConfigError("train_data.scenes", self.scenes, "an integer >= 1")

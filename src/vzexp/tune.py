@@ -41,7 +41,7 @@ def training_records(settings: VzexpConfig):
 
     data = settings.train_data
     if data.path is None and data.name == "easy_vqa":
-        from vzexp.data.easy_vqa import INSTRUCT_FILE, export_instruct
+        from vzexp.data.easy_vqa import ANSWER_TYPES, INSTRUCT_FILE, export_instruct
         from vzexp.paths import cache_dir
 
         # isolated turns cannot leak into each other: the present-attribute questions lead
@@ -49,6 +49,10 @@ def training_records(settings: VzexpConfig):
         order = "-balanced" if data.balance_yes_no else ""
         order += "-present-first" if present_first else ""
         order += "-twins" if data.present_twins else ""
+        types = (
+            tuple(t for t in ANSWER_TYPES if t in data.answer_types) if data.answer_types else None
+        )
+        order += "-" + "-".join(t.replace("/", "") for t in types) if types else ""
         root = cache_dir() / "train_data" / f"easy_vqa-train-seed{data.seed}{order}"
         image_root = export_instruct(
             root,
@@ -57,6 +61,7 @@ def training_records(settings: VzexpConfig):
             balanced=data.balance_yes_no,
             present_first=present_first,
             twins=data.present_twins,
+            answer_types=types,
         )
         path = root / INSTRUCT_FILE
     elif data.path is None:

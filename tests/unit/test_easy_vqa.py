@@ -122,6 +122,26 @@ def test_easy_vqa_orderings_are_refused_for_other_training_data(key):
     assert getattr(TrainDataConfig(name="easy_vqa", **{key: True}), key)
 
 
+def test_answer_types_keep_those_questions_and_drop_images_left_without_any(root):
+    data = EasyVQA("test", str(root))
+    colour = instruct_records(data, answer_types=("color",))
+    assert [r["image"] for r in colour] == ["0.png"]
+    assert colour[0]["conversations"] == [
+        {"from": "human", "value": "<image>\nwhat color is the shape?"},
+        {"from": "gpt", "value": "red"},
+    ]
+    shapes = instruct_records(data, answer_types=("shape", "color"))
+    assert [len(r["conversations"]) // 2 for r in shapes] == [1, 2]  # no yes/no turn left
+
+
+@pytest.mark.parametrize("value", [[], ["colour"], ["yes/no", "size"]])
+def test_unknown_answer_types_are_refused_naming_the_allowed_ones(value):
+    with pytest.raises(ConfigError, match=r"train_data.answer_types.*yes/no, shape, color"):
+        TrainDataConfig(name="easy_vqa", answer_types=value)
+    with pytest.raises(ConfigError, match="train_data.answer_types"):
+        TrainDataConfig(name="shapes", answer_types=["color"])
+
+
 def test_image_attributes_from_answers_present_questions_or_elimination():
     assert image_attributes(
         [("what color is the shape?", "red"), ("is a circle present?", "yes")]

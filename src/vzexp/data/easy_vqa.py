@@ -25,6 +25,7 @@ SPLITS = ("train", "test")
 SHAPES = ("circle", "rectangle", "triangle")
 COLORS = ("black", "blue", "brown", "gray", "green", "red", "teal", "yellow")
 INSTRUCT_FILE = "train.json"
+ANSWER_TYPES = ("yes/no", "shape", "color")
 
 
 def answer_type(answer: str) -> str:
@@ -217,6 +218,7 @@ def instruct_records(
     balanced: bool = False,
     present_first: bool = False,
     twins: bool = False,
+    answer_types: tuple[str, ...] | None = None,
 ) -> list[dict]:
     """One LLaVA instruction record per image: all its questions, in a seeded order within
     two groups, its colour and shape questions first, then its yes/no ones (three quarters of
@@ -232,10 +234,14 @@ def instruct_records(
     isolated turns (train_data.isolate_turns), where no turn sees another and the coin guards
     against nothing, so that max_turns keeps as many of the rare present ones as it can.
 
-    twins: each image's yes/no questions made half present, half absent by present_twins."""
+    twins: each image's yes/no questions made half present, half absent by present_twins.
+
+    answer_types: only the questions with these answer types (("color", "shape"): a projector
+    alignment stage on what the image shows); images left without a question get no record."""
     by_image: dict[int, list[tuple[str, str]]] = {}
     for question, answer, image_id in dataset.rows:
-        by_image.setdefault(image_id, []).append((question, answer))
+        if answer_types is None or answer_type(answer) in answer_types:
+            by_image.setdefault(image_id, []).append((question, answer))
     records = []
     for image_id in sorted(by_image):
         qas = present_twins(by_image[image_id]) if twins else by_image[image_id]
@@ -266,6 +272,7 @@ def export_instruct(
     balanced: bool = False,
     present_first: bool = False,
     twins: bool = False,
+    answer_types: tuple[str, ...] | None = None,
 ) -> Path:
     """Write out/train.json (image paths relative to the split's image folder); returns that
     folder, the records' image root."""
@@ -273,7 +280,10 @@ def export_instruct(
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".{INSTRUCT_FILE}.{os.getpid()}"
     tmp.write_text(
-        json.dumps(instruct_records(dataset, seed, balanced, present_first, twins), indent=0)
+        json.dumps(
+            instruct_records(dataset, seed, balanced, present_first, twins, answer_types),
+            indent=0,
+        )
     )
     os.replace(tmp, out / INSTRUCT_FILE)
     return dataset.images
