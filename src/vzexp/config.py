@@ -373,10 +373,11 @@ class TrainDataConfig:
             raise ConfigError("train_data.limit", self.limit, "an integer >= 1, or null for all")
         for key in ("balance_yes_no", "present_twins", "answer_types"):
             if getattr(self, key) and (self.path is not None or self.name != "easy_vqa"):
+                off = "null" if key == "answer_types" else "false"
                 raise ConfigError(
                     f"train_data.{key}",
                     getattr(self, key),
-                    "false (answer_types: null) unless train_data=easy_vqa (its own split)",
+                    f"{off} unless train_data=easy_vqa (its own split)",
                 )
         if self.path is None and self.name == "shapes" and self.scenes < 1:
             raise ConfigError("train_data.scenes", self.scenes, "an integer >= 1")
