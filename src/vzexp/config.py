@@ -300,6 +300,9 @@ class TuneTaskConfig(TaskConfig):
     # with tune_projector false and epochs > 1: the frozen LLM layers' output kept per sample
     # after the first epoch, so later epochs run the trained layers alone
     cache_trunk: bool = True
+    # a recipe in stages (vzexp.stages): each a list of overrides added to the command line, run
+    # in order, each from the weights the one before left; empty: this config is the one stage
+    stages: list[Any] = field(default_factory=list)
 
     def __post_init__(self):
         super().__post_init__()
@@ -315,6 +318,13 @@ class TuneTaskConfig(TaskConfig):
             )
         if self.llm_lr is not None and self.llm_lr <= 0:
             raise ConfigError("task.llm_lr", self.llm_lr, "a learning rate > 0, or null")
+        for k, stage in enumerate(self.stages):
+            if not (isinstance(stage, list) and all(isinstance(o, str) for o in stage)):
+                raise ConfigError(
+                    f"task.stages[{k}]",
+                    stage,
+                    "a list of overrides (e.g. [tokens=16, task.lr=3e-3])",
+                )
         if self.publish is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", self.publish):
             raise ConfigError("task.publish", self.publish, "a plain name (letters, digits, _ . -)")
         for key in ("epochs", "batch_size", "accumulate"):
@@ -433,6 +443,25 @@ class VzexpConfig:
             raise ConfigError("tokens", self.tokens, "a positive number of visual tokens per image")
         check_compressor(self.compressor)
         self.task = _to_schema(self.task, TASKS, "task")
+        if self.task.name == "tune":
+            check_tune_precision(self.model.dtype, self.trainer.precision)
+
+
+# the autocast precision that trains float32 parts of a model loaded in this dtype
+MIXED_FOR_DTYPE = {"bfloat16": "bf16-mixed", "float16": "16-mixed"}
+
+
+def check_tune_precision(dtype: str, precision: str) -> None:
+    """A model loaded in half precision trains its tuned parts in float32 under autocast;
+    without autocast their products would mix dtypes."""
+    mixed = MIXED_FOR_DTYPE.get(str(dtype))
+    if mixed and str(precision) != mixed:
+        raise ConfigError(
+            "trainer.precision",
+            precision,
+            f"{mixed} with model.dtype={dtype} (the frozen model in {dtype}, the trained parts "
+            "in float32 under autocast), or model.dtype=float32",
+        )
 
 
 def check_compressor(node: dict[str, Any]) -> None:

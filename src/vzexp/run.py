@@ -172,6 +172,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
     task = settings.task.name
     building, scoring, tuning = task == "build_tiny", task == "score", task == "tune"
     compressor = None if building or scoring else build_compressor(settings)
+    if tuning:  # every stage of a staged recipe composed and checked before anything runs
+        from vzexp.stages import compose_stages
+
+        stages = compose_stages(settings)
     out = output_dir()
     preflight(settings, out)
     params = logged_params(cfg, settings)
@@ -199,7 +203,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         if tuning:
             from vzexp.tune import tune_and_evaluate
 
-            return tune_and_evaluate(settings, compressor, out, tracker)
+            return tune_and_evaluate(settings, compressor, out, tracker, stages)
         return evaluate(settings, compressor, out, tracker)
 
 

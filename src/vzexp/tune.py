@@ -81,44 +81,30 @@ def training_records(settings: VzexpConfig):
     return records, image_root
 
 
-def run_key(settings: VzexpConfig) -> str:
-    """Names this tuning's checkpoints: everything that decides the trained projector."""
+def run_key(settings: VzexpConfig, after: list[str] | None = None) -> str:
+    """Names this tuning's checkpoints: everything that decides the trained projector (and, for
+    a later stage of task.stages, the keys of the stages it continues from)."""
     from vzexp.engine.predictions import config_key
 
-    return config_key(
-        {
-            "model": as_plain(settings.model),
-            "encoder": as_plain(settings.encoder),
-            "llm": as_plain(settings.llm),
-            "compressor": settings.compressor,
-            "tokens": settings.tokens,
-            "seed": settings.seed,
-            "train_data": as_plain(settings.train_data),
-            "tune": {k: v for k, v in as_plain(settings.task).items() if k in TRAINING_FIELDS},
-            "trainer": {"precision": settings.trainer.precision},
-        }
-    )
+    node = {
+        "model": as_plain(settings.model),
+        "encoder": as_plain(settings.encoder),
+        "llm": as_plain(settings.llm),
+        "compressor": settings.compressor,
+        "tokens": settings.tokens,
+        "seed": settings.seed,
+        "train_data": as_plain(settings.train_data),
+        "tune": {k: v for k, v in as_plain(settings.task).items() if k in TRAINING_FIELDS},
+        "trainer": {"precision": settings.trainer.precision},
+    }
+    if after:
+        node["after"] = list(after)
+    return config_key(node)
 
 
-def tune_and_evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> dict[str, float]:
-    from hydra.utils import instantiate
-
-    from vzexp.data.instruct import InstructDataset
-    from vzexp.engine.feature_cache import FeatureCache, check_cacheable, check_tunable
-    from vzexp.engine.tuning import (
-        AtomicCheckpointIO,
-        EpochCheckpoint,
-        ProjectorTuner,
-        TuneDataModule,
-    )
-    from vzexp.models.llava import install, tokens_per_image, uninstall
-    from vzexp.models.projector import ARTIFACT_PATH, publish, save_projector
-    from vzexp.models.tiny_recipe import _attached_logger
-    from vzexp.paths import cache_dir
-    from vzexp.run import load_model, predictions_path, predictor, rank, trainer_settings
-
-    task = settings.task
-    if settings.train_data is None:  # before any model is loaded
+def check_trainable(settings: VzexpConfig) -> None:
+    """What task=tune refuses before any model is loaded."""
+    if settings.train_data is None:
         raise ConfigError(
             "train_data",
             None,
@@ -132,6 +118,25 @@ def tune_and_evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> 
             "ddp or auto for task=tune (the frozen model is kept outside the wrapped module, so "
             "FSDP would not shard it)",
         )
+
+
+def tune_and_evaluate(
+    settings: VzexpConfig, compressor, out: Path, tracker, stages: list[VzexpConfig] | None = None
+) -> dict[str, float]:
+    """`stages`: the settings of each stage of task.stages (vzexp.stages.compose_stages); by
+    default the run's own settings are the one stage."""
+    from hydra.utils import instantiate
+
+    from vzexp.engine.feature_cache import check_cacheable, check_tunable
+    from vzexp.models.build import torch_dtype
+    from vzexp.models.llava import install, tokens_per_image, uninstall
+    from vzexp.models.projector import ARTIFACT_PATH, publish, save_projector
+    from vzexp.run import build_compressor, load_model, predictions_path, predictor, rank
+
+    stages = stages or [settings]
+    for stage in stages:
+        check_trainable(stage)
+    task = settings.task
     L.seed_everything(settings.seed, verbose=False)
     eval_set = instantiate(settings.data.dataset)
     words = eval_set.vocabulary() if hasattr(eval_set, "vocabulary") else []
@@ -143,9 +148,11 @@ def tune_and_evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> 
             f"a LLaVA-1.5 model for task=tune (projector tuning of a {model.config.model_type} "
             "model is not supported yet; evaluate it with task=eval)",
         )
-    check_tunable(compressor)
-    if task.cache:
-        check_cacheable(compressor)
+    compressors = [compressor if s is settings else build_compressor(s) for s in stages]
+    for stage, stage_compressor in zip(stages, compressors):
+        check_tunable(stage_compressor)
+        if stage.task.cache:
+            check_cacheable(stage_compressor)
     predict = predictor(settings, tracker)
     metrics: dict[str, float] = {}
     if task.baseline:  # the training-free number, same config and data
@@ -160,6 +167,85 @@ def tune_and_evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> 
         metrics.update({f"baseline/{k}": v for k, v in baseline.items()})
         uninstall(model)
 
+    keys: list[str] = []
+    llm_layers = max(stage.task.llm_layers for stage in stages)
+    for k, (stage, stage_compressor) in enumerate(zip(stages, compressors), 1):
+        keys.append(run_key(stage, after=keys))
+        staged = len(stages) > 1
+        if staged and rank() == 0:
+            log.info("stage %d of %d: %s", k, len(stages), " ".join(task.stages[k - 1]) or "-")
+        prefix = f"stage{k}/" if staged else ""
+        stage_metrics = train_stage(
+            stage, model, processor, stage_compressor, keys[-1], out, tracker, prefix
+        )
+        metrics.update(stage_metrics)
+        if staged and k < len(stages) and rank() == 0:  # each stage's weights kept in the run
+            save_projector(
+                model,
+                out / "stages" / str(k) / ARTIFACT_PATH,
+                {"stage": k, "overrides": list(task.stages[k - 1])},
+                llm_layers=llm_layers,
+            )
+    if rank() == 0:
+        last = stages[-1]
+        directory = save_projector(
+            model,
+            out / ARTIFACT_PATH,
+            {
+                "model": settings.model.name,
+                "compressor": dict(last.compressor),
+                "tokens": last.tokens,
+                "seed": last.seed,
+                "train_records": int(metrics[f"{prefix}tune/train_records"]),
+                "epochs": last.task.epochs,
+                **({"stages": [list(s) for s in task.stages]} if len(stages) > 1 else {}),
+            },
+            llm_layers=llm_layers,
+        )
+        for name in sorted(p.name for p in directory.iterdir()):
+            tracker.log_artifact(directory / name, artifact_path=ARTIFACT_PATH)
+        if task.publish:
+            log.info("tuned weights published to %s", publish(directory, task.publish))
+    # trained in float32 (under autocast when the model is in half precision); evaluated in the
+    # model's own dtype
+    model.to(torch_dtype(str(settings.model.dtype)))
+
+    install(model, compressor)
+    tuned_predictions = predictions_path(settings, extra={"tuned": keys[-1]})
+    metrics.update(
+        predict(model, processor, eval_set, tuned_predictions, out / task.predictions_file)
+    )
+    if "baseline/accuracy" in metrics and "accuracy" in metrics:
+        metrics["tune/accuracy_gain"] = metrics["accuracy"] - metrics["baseline/accuracy"]
+        print(
+            f"{settings.compressor.get('name')} at {tokens_per_image(model, compressor)} tokens: "
+            f"training-free {metrics['baseline/accuracy']:.4f} -> tuned projector "
+            f"{metrics['accuracy']:.4f} ({metrics['tune/accuracy_gain']:+.4f})",
+            flush=True,
+        )
+    tracker.log_metrics(metrics)
+    return metrics
+
+
+def train_stage(
+    settings: VzexpConfig, model, processor, compressor, key: str, out: Path, tracker, prefix: str
+) -> dict[str, float]:
+    """One stage of tuning on the model in memory (its trained parts left as trained); returns
+    the stage's metrics, named `<prefix>tune/...`."""
+    from vzexp.data.instruct import InstructDataset
+    from vzexp.engine.feature_cache import FeatureCache
+    from vzexp.engine.tuning import (
+        AtomicCheckpointIO,
+        EpochCheckpoint,
+        ProjectorTuner,
+        TuneDataModule,
+    )
+    from vzexp.models.llava import tokens_per_image
+    from vzexp.models.tiny_recipe import _attached_logger
+    from vzexp.paths import cache_dir
+    from vzexp.run import rank, trainer_settings
+
+    task = settings.task
     records, image_root = training_records(settings)
     tokens = tokens_per_image(model, compressor)
     dataset = InstructDataset(
@@ -196,11 +282,13 @@ def tune_and_evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> 
     )
     pad_id = processor.tokenizer.pad_token_id or 0
     data = TuneDataModule(dataset, task.batch_size, pad_id, settings.seed, features)
-    checkpoints = Path(task.checkpoint_dir) / run_key(settings)
+    checkpoints = Path(task.checkpoint_dir) / key
     last = checkpoints / "last.ckpt"
     resume_from = str(last) if task.resume and last.is_file() else None
     if resume_from and rank() == 0:
         log.info("resuming the tuning from %s", last)
+    # a stage's own metric names (stage2-tune/loss): each stage's steps start at 0
+    logger = _attached_logger(tracker, settings, prefix=prefix.rstrip("/"))
     timer = EpochTimer()
     trainer = L.Trainer(
         **trainer_settings(settings),
@@ -208,7 +296,7 @@ def tune_and_evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> 
         accumulate_grad_batches=task.accumulate,
         gradient_clip_val=task.grad_clip,
         use_distributed_sampler=False,  # TuneDataModule shards itself, the same way for 1 or N
-        logger=_attached_logger(tracker, settings) or False,
+        logger=logger or False,
         log_every_n_steps=1,
         callbacks=[EpochCheckpoint(last), timer],
         enable_checkpointing=False,  # EpochCheckpoint writes last.ckpt itself
@@ -217,51 +305,16 @@ def tune_and_evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> 
         default_root_dir=str(out),
     )
     trainer.fit(tuner, datamodule=data, ckpt_path=resume_from)
-    if trainer.global_rank == 0:
-        directory = save_projector(
-            model,
-            out / ARTIFACT_PATH,
-            {
-                "model": settings.model.name,
-                "compressor": dict(settings.compressor),
-                "tokens": settings.tokens,
-                "seed": settings.seed,
-                "train_records": len(dataset),
-                "epochs": task.epochs,
-            },
-            llm_layers=task.llm_layers,
-        )
-        for name in sorted(p.name for p in directory.iterdir()):
-            tracker.log_artifact(directory / name, artifact_path=ARTIFACT_PATH)
-        if task.publish:
-            log.info("tuned weights published to %s", publish(directory, task.publish))
-    metrics.update(
-        {
-            "tune/train_records": float(len(dataset)),
-            "tune/steps": float(trainer.global_step),
-            "tune/cache_seconds": cache_seconds,
-        }
-    )
+    metrics = {
+        "tune/train_records": float(len(dataset)),
+        "tune/steps": float(trainer.global_step),
+        "tune/cache_seconds": cache_seconds,
+    }
     if timer.seconds:
         metrics["tune/epoch_seconds"] = sum(timer.seconds) / len(timer.seconds)
     if "tune/loss" in trainer.callback_metrics:
         metrics["tune/final_loss"] = float(trainer.callback_metrics["tune/loss"])
-
-    install(model, compressor)
-    tuned_predictions = predictions_path(settings, extra={"tuned": run_key(settings)})
-    metrics.update(
-        predict(model, processor, eval_set, tuned_predictions, out / task.predictions_file)
-    )
-    if "baseline/accuracy" in metrics and "accuracy" in metrics:
-        metrics["tune/accuracy_gain"] = metrics["accuracy"] - metrics["baseline/accuracy"]
-        print(
-            f"{settings.compressor.get('name')} at {tokens} tokens: training-free "
-            f"{metrics['baseline/accuracy']:.4f} -> tuned projector {metrics['accuracy']:.4f} "
-            f"({metrics['tune/accuracy_gain']:+.4f})",
-            flush=True,
-        )
-    tracker.log_metrics(metrics)
-    return metrics
+    return {f"{prefix}{name}": value for name, value in metrics.items()}
 
 
 class EpochTimer(L.Callback):

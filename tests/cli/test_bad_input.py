@@ -113,6 +113,27 @@ CASES = {
         ["task=tune", "train_data=shapes", "task.tune_projector=false"],
         "task.tune_projector=False is not allowed",
     ),
+    "half-precision model without autocast": (
+        ["task=tune", "train_data=shapes", "model.dtype=bfloat16"],
+        "trainer.precision='32-true' is not allowed: bf16-mixed with model.dtype=bfloat16",
+    ),
+    "a stage with a bad value": (
+        ["task=tune", "train_data=shapes", "task.stages=[['task.lr=-1']]"],
+        "task.stages[0]: task.lr=-1.0 is not allowed: a learning rate > 0",
+    ),
+    "a stage with an unknown key": (
+        ["task=tune", "train_data=shapes", "task.stages=[[],['task.lrr=1']]"],
+        "task.stages[1]=['task.lrr=1'] is not allowed: Hydra overrides that compose",
+    ),
+    "a stage that changes the model": (
+        ["task=tune", "train_data=shapes", "task.stages=[['model.attn_implementation=eager']]"],
+        "task.stages[0]=['model.attn_implementation=eager'] is not allowed: overrides that "
+        "leave model.attn_implementation as the run has it ('sdpa')",
+    ),
+    "stages that are not lists of overrides": (
+        ["task=tune", "train_data=shapes", "task.stages=['tokens=16']"],
+        "task.stages[0]='tokens=16' is not allowed: a list of overrides",
+    ),
     "trunk cache not a boolean": (
         ["task=tune", "train_data=shapes", "task.cache_trunk=sometimes"],
         "task.cache_trunk='sometimes' is not allowed",

@@ -135,3 +135,40 @@ def test_a_killed_tuning_resumes_from_its_checkpoint_to_the_same_projector(tmp_p
     a, b = projector(whole), projector(killed)
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6)
+
+
+def test_stages_run_in_order_each_from_the_weights_the_stage_before_left(tmp_path, cli_env):
+    """A two-stage recipe trains what the same two stages give as two commands, the second
+    loading the first's projector: one MLflow run, each stage's loss under its own name."""
+    staged, first, second = tmp_path / "staged", tmp_path / "first", tmp_path / "second"
+    for d in (staged, first, second):
+        d.mkdir()
+    base = [*SMALL, "task.baseline=false", "task.batch_size=4"]
+    stage_two = ["task.tune_projector=false", "task.llm_layers=1", "task.lr=5e-4"]
+    stages = "task.stages=[['task.epochs=2'],[" + ",".join(f"'{o}'" for o in stage_two) + "]]"
+    proc = run_cli([*base, stages], cli_env, staged)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "stage 2 of 2: task.tune_projector=false" in proc.stderr + proc.stdout
+    proc = run_cli([*base, "task.epochs=2"], cli_env, first)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (stage_one,) = first.glob("outputs/*/*/projector")
+    proc = run_cli([*base, *stage_two, f"model.projector={stage_one}"], cli_env, second)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    (kept,) = staged.glob("outputs/*/*/stages/1/projector/projector.safetensors")
+    for name, value in load_file(stage_one / "projector.safetensors").items():
+        torch.testing.assert_close(load_file(kept)[name], value, rtol=0, atol=1e-6)
+    (final,) = staged.glob("outputs/*/*/projector")
+    (chained,) = second.glob("outputs/*/*/projector")
+    for weights in ("projector.safetensors", "llm_layers.safetensors"):
+        expected = load_file(chained / weights)
+        for name, value in load_file(final / weights).items():
+            torch.testing.assert_close(value, expected[name], rtol=0, atol=1e-6)
+    client, runs = finished_runs(cli_env)
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["stage1/tune/steps"] == 8 and run.data.metrics["stage2/tune/steps"] == 4
+    for k, steps in ((1, 8), (2, 4)):
+        history = client.get_metric_history(run.info.run_id, f"stage{k}-tune/loss")
+        assert [h.step for h in history] == list(range(steps))
+    assert "accuracy" in run.data.metrics

@@ -10,6 +10,7 @@ from omegaconf import open_dict
 
 from vzexp.config import register_configs, validate
 from vzexp.paths import config_dir
+from vzexp.stages import compose_stages
 
 EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
 
@@ -19,8 +20,11 @@ def test_experiment_composes_and_validates(name):
     register_configs()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("config", overrides=[f"+experiment={name}"], return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)  # ${hydra:...} interpolations resolve as in a run
-    with open_dict(cfg):
-        del cfg["hydra"]
-    settings = validate(cfg)
-    assert settings.task.name
+        HydraConfig.instance().set_config(cfg)  # ${hydra:...} interpolations resolve as in a run
+        with open_dict(cfg):
+            del cfg["hydra"]
+        settings = validate(cfg)
+        assert settings.task.name
+        if settings.task.name == "tune":  # a staged recipe: every stage composes and validates
+            stages = compose_stages(settings)
+            assert len(stages) == max(1, len(settings.task.stages))

@@ -46,10 +46,11 @@ def dataset_for(model, processor, train_dir, compressor, with_pixels=True):
     return InstructDataset(records, train_dir / "images", processor, tokens, with_pixels)
 
 
-def fit_briefly(tuner, data, steps, root):
+def fit_briefly(tuner, data, steps, root, precision="32-true"):
     """Train `steps` batches of 3 with a bare Lightning Trainer; returns it (for checkpoints)."""
     trainer = L.Trainer(
         max_steps=steps,
+        precision=precision,
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -181,6 +182,42 @@ def test_a_frozen_projector_trains_the_llm_layers_alone_without_gradients_below_
     model.load_state_dict(before)
 
 
+def test_a_bfloat16_model_trains_its_tuned_parts_in_float32_under_autocast(
+    shipped, train_dir, tmp_path
+):
+    from vzexp.models.build import load_checkpoint
+
+    model, processor = load_checkpoint(str(resource_dir() / "tiny_shapes"), dtype="bfloat16")
+    compressor = VisionZip(budget=TOKENS)
+    data = dataset_for(model, processor, train_dir, compressor)
+    batch = collate([data[i] for i in range(4)], pad_id=processor.tokenizer.pad_token_id)
+    tuner = ProjectorTuner(model, compressor, llm_layers=1, **schedule())
+    trained = {id(p) for p in tuner.parameters()}
+    assert {p.dtype for p in tuner.parameters()} == {torch.float32}
+    frozen = {n: p.clone() for n, p in model.named_parameters() if id(p) not in trained}
+    assert {p.dtype for p in frozen.values()} == {torch.bfloat16}
+    # the same loss as the float32 model's, to bfloat16's precision
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        loss_sum, count = tuner.token_losses(batch)
+    reference = ProjectorTuner(shipped[0], compressor, **schedule())
+    with torch.no_grad():
+        reference_sum, _ = reference.token_losses(batch)
+    torch.testing.assert_close(loss_sum / count, reference_sum / count, rtol=2e-2, atol=1e-2)
+    # a mixed-precision fit moves the float32 weights only
+    before = [p.detach().clone() for p in tuner.parameters()]
+    fit_briefly(tuner, data, 3, tmp_path, precision="bf16-mixed")
+    assert {p.dtype for p in tuner.parameters()} == {torch.float32}
+    assert not all(torch.equal(a, b) for a, b in zip(before, tuner.parameters()))
+    for name, param in model.named_parameters():
+        if name in frozen:
+            assert torch.equal(param, frozen[name]), name
+    # back in bfloat16 (as task=tune casts it after saving), it runs without autocast
+    model.to(torch.bfloat16)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    with torch.no_grad():
+        assert torch.isfinite(tuner.token_losses(batch)[0])
+
+
 def test_cached_tokens_equal_the_tokens_computed_in_the_loop(shipped, train_dir, tmp_path):
     model, processor = shipped
     compressor = VisionZip(budget=TOKENS)
@@ -277,6 +314,32 @@ def test_the_trunk_cache_replays_the_frozen_layers_output_so_loss_and_gradients_
     torch.testing.assert_close(replays[0][0] + replays[1][0], full_loss, rtol=1e-5, atol=1e-5)
     for k, grad in enumerate(full_grads):
         torch.testing.assert_close(replays[0][1][k] + replays[1][1][k], grad, rtol=1e-4, atol=1e-5)
+
+
+def test_a_bfloat16_trunk_is_replayed_as_recorded_under_autocast(train_dir):
+    """The half-precision path of a frozen-projector stage: the frozen layers' bfloat16 output is
+    what later epochs replay, and the loss and gradients match the pass that recorded it."""
+    from vzexp.models.build import load_checkpoint
+
+    model, processor = load_checkpoint(str(resource_dir() / "tiny_shapes"), dtype="bfloat16")
+    compressor = VisionZip(budget=TOKENS)
+    records = read_instruct(train_dir / INSTRUCT_FILE)[:3]
+    tokens = tokens_per_image(model, compressor)
+    data = InstructDataset(records, train_dir / "images", processor, tokens, isolate_turns=True)
+    pad = processor.tokenizer.pad_token_id
+    tuner = trunk_tuner(model, compressor)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        full_loss, full_grads = loss_and_grads(tuner, collate([data[0], data[1], data[2]], pad))
+        assert {s.dtype for s in tuner.trunk.states.values()} == {torch.bfloat16}
+        with counted_calls(model.model.language_model.layers[0]) as frozen_calls:
+            replayed_loss, replayed_grads = loss_and_grads(
+                tuner, collate([data[0], data[1], data[2]], pad)
+            )
+    assert not frozen_calls
+    torch.testing.assert_close(replayed_loss, full_loss, rtol=1e-6, atol=1e-6)
+    for replayed, grad in zip(replayed_grads, full_grads):
+        assert replayed.dtype == torch.float32  # the trained layer's float32 weights
+        torch.testing.assert_close(replayed, grad, rtol=1e-6, atol=1e-6)
 
 
 def test_a_sample_whose_tokens_changed_is_recomputed_not_replayed(shipped, train_dir):

@@ -296,11 +296,13 @@ class AttachedMLFlowLogger(MLFlowLogger):
         pass  # the run belongs to vzexp.tracking, which ends it (FINISHED or FAILED)
 
 
-def _attached_logger(tracker, settings) -> AttachedMLFlowLogger | None:
+def _attached_logger(tracker, settings, prefix: str = "") -> AttachedMLFlowLogger | None:
     if tracker.info is None:
         return None
     from vzexp.tracking import tracking_uri
 
     return AttachedMLFlowLogger(
-        tracking_uri=tracking_uri(settings.logger.tracking_uri), run_id=tracker.info.run_id
+        tracking_uri=tracking_uri(settings.logger.tracking_uri),
+        run_id=tracker.info.run_id,
+        prefix=prefix,
     )
