@@ -5,6 +5,8 @@ test_real_parts.py checks the real weights)."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from transformers import Dinov2Config, Dinov2Model
@@ -123,11 +125,21 @@ ENCODER_SIDE = [
 ]
 
 
-@pytest.mark.parametrize("name", ENCODER_SIDE)
-def test_every_encoder_side_strategy_runs_on_dinov2(dinov2_llava, images, name):
+@pytest.fixture(scope="module")
+def dinov2_llava_bf16(dinov2_llava):
+    """The same model in bfloat16 (model.dtype=bfloat16, as model=small_real_tuned runs)."""
     model, processor = dinov2_llava
+    return copy.deepcopy(model).to(torch.bfloat16), processor
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("name", ENCODER_SIDE)
+def test_every_encoder_side_strategy_runs_on_dinov2(request, images, name, dtype):
+    fixture = "dinov2_llava" if dtype == "float32" else "dinov2_llava_bf16"
+    model, processor = request.getfixturevalue(fixture)
     strategy = build_compressor(name) if name == "none" else build_compressor(name, budget=9)
     inputs = prompt_inputs(processor, images[:2])
+    inputs["pixel_values"] = inputs["pixel_values"].to(getattr(torch, dtype))
     install(model, strategy)
     try:
         out = model.generate(**inputs, max_new_tokens=2, do_sample=False)
@@ -138,6 +150,7 @@ def test_every_encoder_side_strategy_runs_on_dinov2(dinov2_llava, images, name):
     assert out.shape[0] == 2
     assert per_image == (36 if name == "none" else 9)
     assert isinstance(stats.last.tokens, torch.Tensor)
+    assert stats.last.tokens.dtype == getattr(torch, dtype)
 
 
 def test_capture_is_not_clip_only():

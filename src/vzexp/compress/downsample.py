@@ -25,9 +25,10 @@ class Downsample(GridStrategy):
         info = tower_info(vision_model)
         rows, cols = self.grid(info.num_patches, info.has_cls)
         size = (rows * info.patch_size, cols * info.patch_size)
+        # in float32: torch has no antialiased resize for bfloat16 on the CPU
         small = F.interpolate(
-            pixel_values, size=size, mode="bilinear", antialias=True, align_corners=False
-        )
+            pixel_values.float(), size=size, mode="bilinear", antialias=True, align_corners=False
+        ).to(pixel_values.dtype)
         return capture_layer(
             vision_model,
             small,
