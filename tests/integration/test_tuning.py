@@ -288,58 +288,48 @@ def trunk_tuner(model, compressor, cache_trunk=True):
     )
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("isolate", [False, True], ids=["one-conversation", "isolated-turns"])
 def test_the_trunk_cache_replays_the_frozen_layers_output_so_loss_and_gradients_are_unchanged(
-    shipped, train_dir, isolate
+    shipped, train_dir, isolate, dtype
 ):
-    model, processor = shipped
+    """bfloat16: the half-precision path (model.dtype=bfloat16, autocast), whose frozen layers'
+    bfloat16 output is what later epochs replay."""
+    if dtype == "float32":
+        model, processor = shipped
+    else:
+        from vzexp.models.build import load_checkpoint
+
+        model, processor = load_checkpoint(str(resource_dir() / "tiny_shapes"), dtype=dtype)
     compressor = VisionZip(budget=TOKENS)
     records = read_instruct(train_dir / INSTRUCT_FILE)[:3]
     tokens = tokens_per_image(model, compressor)
     data = InstructDataset(records, train_dir / "images", processor, tokens, isolate_turns=isolate)
     pad = processor.tokenizer.pad_token_id
     tuner = trunk_tuner(model, compressor)
+    half = dtype == "bfloat16"
     recorded = collate([data[0], data[1], data[2]], pad)
     assert not tuner.trunk.covers(recorded)
-    full_loss, full_grads = loss_and_grads(tuner, recorded)
-    assert tuner.trunk.covers(recorded)
-    # replayed in another grouping and order (so other padding): the same sum and gradients,
-    # without running the frozen layers
-    with counted_calls(model.model.language_model.layers[0]) as frozen_calls:
-        replays = [
-            loss_and_grads(tuner, collate([data[2], data[0]], pad)),
-            loss_and_grads(tuner, collate([data[1]], pad)),
-        ]
-    assert not frozen_calls
-    torch.testing.assert_close(replays[0][0] + replays[1][0], full_loss, rtol=1e-5, atol=1e-5)
-    for k, grad in enumerate(full_grads):
-        torch.testing.assert_close(replays[0][1][k] + replays[1][1][k], grad, rtol=1e-4, atol=1e-5)
-
-
-def test_a_bfloat16_trunk_is_replayed_as_recorded_under_autocast(train_dir):
-    """The half-precision path of a frozen-projector stage: the frozen layers' bfloat16 output is
-    what later epochs replay, and the loss and gradients match the pass that recorded it."""
-    from vzexp.models.build import load_checkpoint
-
-    model, processor = load_checkpoint(str(resource_dir() / "tiny_shapes"), dtype="bfloat16")
-    compressor = VisionZip(budget=TOKENS)
-    records = read_instruct(train_dir / INSTRUCT_FILE)[:3]
-    tokens = tokens_per_image(model, compressor)
-    data = InstructDataset(records, train_dir / "images", processor, tokens, isolate_turns=True)
-    pad = processor.tokenizer.pad_token_id
-    tuner = trunk_tuner(model, compressor)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        full_loss, full_grads = loss_and_grads(tuner, collate([data[0], data[1], data[2]], pad))
-        assert {s.dtype for s in tuner.trunk.states.values()} == {torch.bfloat16}
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=half):
+        full_loss, full_grads = loss_and_grads(tuner, recorded)
+        assert tuner.trunk.covers(recorded)
+        assert {s.dtype for s in tuner.trunk.states.values()} == {getattr(torch, dtype)}
+        # replayed in another grouping and order (so other padding): the same sum and gradients,
+        # without running the frozen layers
         with counted_calls(model.model.language_model.layers[0]) as frozen_calls:
-            replayed_loss, replayed_grads = loss_and_grads(
-                tuner, collate([data[0], data[1], data[2]], pad)
-            )
+            replays = [
+                loss_and_grads(tuner, collate([data[2], data[0]], pad)),
+                loss_and_grads(tuner, collate([data[1]], pad)),
+            ]
     assert not frozen_calls
-    torch.testing.assert_close(replayed_loss, full_loss, rtol=1e-6, atol=1e-6)
-    for replayed, grad in zip(replayed_grads, full_grads):
-        assert replayed.dtype == torch.float32  # the trained layer's float32 weights
-        torch.testing.assert_close(replayed, grad, rtol=1e-6, atol=1e-6)
+    tolerance = dict(rtol=1e-2, atol=1e-3) if half else dict(rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(replays[0][0] + replays[1][0], full_loss, **tolerance)
+    for k, grad in enumerate(full_grads):
+        assert grad.dtype == torch.float32  # the trained layer's own float32 weights
+        # bfloat16: other padding rounds a few products differently; within 1% of the largest
+        scale = float(grad.abs().max())
+        tolerance = dict(rtol=1e-2, atol=1e-2 * scale) if half else dict(rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(replays[0][1][k] + replays[1][1][k], grad, **tolerance)
 
 
 def test_a_sample_whose_tokens_changed_is_recomputed_not_replayed(shipped, train_dir):
