@@ -120,3 +120,30 @@ def test_checkpoint_errors_name_the_key(tmp_path, bad):
         (path / "config.json").write_text('{"model_type": "bert"}')
     with pytest.raises(MissingPathError, match="model.path"):
         load_checkpoint(str(path))
+
+
+@pytest.mark.parametrize("load", ["assemble", "checkpoint"])
+def test_frozen_lm_head_gets_a_contiguous_input_in_generate(
+    load, tiny_parts, tiny_checkpoint, images
+):
+    """generate() slices the last position for the LM head; a frozen head (every model after
+    task=tune) would then run B expanded copies of its weight (fold_lm_head_input)."""
+    from vzexp.models.build import assemble
+
+    if load == "assemble":
+        model, processor = assemble(*tiny_parts, seed=0)
+    else:
+        model, processor = load_checkpoint(str(tiny_checkpoint))
+    model.requires_grad_(False)
+    seen = []
+    model.lm_head.register_forward_pre_hook(lambda _m, args: seen.append(args[0].is_contiguous()))
+    text = [prompt(processor)] * 2
+    inputs = processor(images=images[:2], text=text, return_tensors="pt", padding=True)
+    out = model.generate(**inputs, max_new_tokens=3, do_sample=False)
+    assert seen and all(seen)  # the first call gets the (B, 1, d) slice of the prompt's states
+
+    model.lm_head._forward_pre_hooks.clear()  # without the fix: the slice, the same tokens
+    seen.clear()
+    model.lm_head.register_forward_pre_hook(lambda _m, args: seen.append(args[0].is_contiguous()))
+    assert torch.equal(model.generate(**inputs, max_new_tokens=3, do_sample=False), out)
+    assert seen[0] is False

@@ -33,6 +33,23 @@ def torch_dtype(name: str) -> torch.dtype:
     return DTYPES[name]
 
 
+def _contiguous_input(_module, args):
+    return (args[0].contiguous(), *args[1:]) if args else None
+
+
+def fold_lm_head_input(model) -> None:
+    """Make the LM head's input contiguous. generate() feeds it the last position's hidden
+    state, a (B, 1, d) slice of (B, S, d); with a frozen head (requires_grad False: every
+    model after task=tune) torch's matmul cannot fold that slice into one matrix product
+    and multiplies the head weight as B expanded copies instead: 49k x 576 SmolLM2 head,
+    batch 16, bfloat16: 973 ms against 7.7 ms (torch 2.13). The copy of the slice is B x d."""
+    head = model.get_output_embeddings()
+    if head is None or getattr(head, "_vzexp_contiguous_input", False):
+        return
+    head.register_forward_pre_hook(_contiguous_input)
+    head._vzexp_contiguous_input = True
+
+
 def _check_checkpoint_dir(path: str | None, key: str, families: tuple[str, ...]) -> Path:
     if not path:
         raise MissingPathError(
@@ -97,6 +114,7 @@ def load_checkpoint(
             f"model.path={path!r} could not be loaded as a {model_type} checkpoint (weights + processor files): {first}"
         ) from exc
     processor.tokenizer.padding_side = "left"
+    fold_lm_head_input(model)
     return model.eval(), processor
 
 
@@ -199,6 +217,7 @@ def assemble(
         model.lm_head.load_state_dict(llm.lm_head.state_dict())
     normalise = (encoder_cfg.get("image_mean"), encoder_cfg.get("image_std"))
     processor = make_processor(vision_config, tokenizer, select, has_cls, *normalise)
+    fold_lm_head_input(model)
     return model.to(device=device, dtype=torch_dtype(dtype)).eval(), processor
 
 
