@@ -222,6 +222,8 @@ def predictions_path(settings: VzexpConfig, extra: dict | None = None) -> Path:
     }
     if settings.model.kind != ModelKind.checkpoint:
         decisive.update(encoder=as_plain(settings.encoder), llm=as_plain(settings.llm))
+    if str(settings.trainer.precision) != "32-true":  # autocast changes the numbers; the
+        decisive["precision"] = str(settings.trainer.precision)  # default keeps older keys
     decisive.update(extra or {})
     name = f"{settings.data.name}-{settings.model.name}-{settings.compressor.get('name')}"
     name += f"-t{settings.tokens}-{config_key(decisive)}.jsonl"

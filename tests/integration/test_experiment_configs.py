@@ -28,3 +28,20 @@ def test_experiment_composes_and_validates(name):
         if settings.task.name == "tune":  # a staged recipe: every stage composes and validates
             stages = compose_stages(settings)
             assert len(stages) == max(1, len(settings.task.stages))
+
+
+def test_predictions_resume_only_under_the_same_precision():
+    """A file written under bf16-mixed autocast is not resumed by a float32 run (or back); the
+    default precision keeps the keys that files written before had."""
+    from vzexp.run import predictions_path
+
+    register_configs()
+    paths = {}
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        for precision in ["32-true", "bf16-mixed"]:
+            cfg = compose("config", overrides=[f"trainer.precision={precision}"])
+            paths[precision] = predictions_path(validate(cfg))
+        default = predictions_path(validate(compose("config")))
+        devices = predictions_path(validate(compose("config", overrides=["trainer.devices=2"])))
+    assert paths["32-true"] != paths["bf16-mixed"]
+    assert paths["32-true"] == default == devices  # the device count does not change answers
