@@ -19,3 +19,9 @@ class BudgetError(ConfigError):
 
 class MissingPathError(VzexpError):
     """A checkpoint or data path that does not exist or is not what the config says."""
+
+
+def first_line(exc: BaseException) -> str:
+    """A third-party error as a clause of one of ours: its first line, or its type if empty."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -15,7 +15,7 @@ stages: the evaluation (its compressor and data) and where the weights are publi
 from __future__ import annotations
 
 from vzexp.config import VzexpConfig, as_plain, validate
-from vzexp.errors import ConfigError
+from vzexp.errors import ConfigError, first_line
 
 # what a stage may not change: the model is loaded once, before the first stage
 FIXED = ("model", "encoder", "llm")
@@ -39,10 +39,8 @@ def compose_stages(settings: VzexpConfig) -> list[VzexpConfig]:
                 hydra.job.config_name, overrides=[*command_line, *overrides, "task.stages=[]"]
             )
         except Exception as exc:  # Hydra's own errors: an unknown key, group or option
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(
-                key, list(overrides), f"Hydra overrides that compose ({first})"
-            ) from None
+            allowed = f"Hydra overrides that compose ({first_line(exc)})"
+            raise ConfigError(key, list(overrides), allowed) from None
         try:
             stage = validate(cfg)
         except ConfigError as exc:

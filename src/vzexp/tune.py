@@ -169,9 +169,9 @@ def tune_and_evaluate(
 
     keys: list[str] = []
     llm_layers = max(stage.task.llm_layers for stage in stages)
+    staged = len(stages) > 1
     for k, (stage, stage_compressor) in enumerate(zip(stages, compressors), 1):
         keys.append(run_key(stage, after=keys))
-        staged = len(stages) > 1
         if staged and rank() == 0:
             log.info("stage %d of %d: %s", k, len(stages), " ".join(task.stages[k - 1]) or "-")
         prefix = f"stage{k}/" if staged else ""
@@ -198,7 +198,7 @@ def tune_and_evaluate(
                 "seed": last.seed,
                 "train_records": int(metrics[f"{prefix}tune/train_records"]),
                 "epochs": last.task.epochs,
-                **({"stages": [list(s) for s in task.stages]} if len(stages) > 1 else {}),
+                **({"stages": [list(s) for s in task.stages]} if staged else {}),
             },
             llm_layers=llm_layers,
         )

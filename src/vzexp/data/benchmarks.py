@@ -32,7 +32,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from vzexp.data.sample import Sample
-from vzexp.errors import ConfigError, MissingPathError
+from vzexp.errors import ConfigError, MissingPathError, first_line
 
 SHORT = "Answer the question using a single word or phrase."
 LETTER = "Answer with the option's letter from the given choices directly."
@@ -81,9 +81,8 @@ def _check_parquet(path: Path) -> None:
     try:
         pq.read_metadata(path)
     except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for a bad or torn file
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MissingPathError(
-            f"{str(path)!r} is not a readable parquet file ({reason}); re-download or remove it"
+            f"{str(path)!r} is not a readable parquet file ({first_line(exc)}); re-download or remove it"
         ) from exc
 
 
