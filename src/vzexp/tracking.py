@@ -57,7 +57,7 @@ class NullRun:
 
     info = None
 
-    def log_metrics(self, metrics: dict[str, float]) -> None: ...
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
     def set_tags(self, tags: dict[str, str]) -> None: ...
 
@@ -68,8 +68,8 @@ class MlflowRun:
 
         self._mlflow, self.info = mlflow, run.info
 
-    def log_metrics(self, metrics: dict[str, float]) -> None:
-        self._mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self._mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self._mlflow.log_artifact(str(path), artifact_path=artifact_path)

@@ -1,0 +1,61 @@
+"""The one place a Lightning Trainer is built, and the logger that sends its metrics to the run's
+tracker (vzexp.tracking), so no other module needs Lightning's MLflow logger or its own Trainer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_only
+
+
+class TrackerLogger(Logger):
+    """Lightning's metrics (the training loss per step) into the tracked run of this job; the
+    run itself belongs to vzexp.tracking, which ends it. `prefix` names a stage's metrics
+    (`stage2-tune/loss`) so that each stage's steps start at 0 under their own name."""
+
+    def __init__(self, tracker, prefix: str = ""):
+        super().__init__()
+        self._tracker = tracker
+        self._prefix = prefix
+
+    @property
+    def name(self) -> str:
+        return "vzexp"
+
+    @property
+    def version(self) -> str:
+        return str(getattr(self._tracker.info, "run_id", "0"))
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        """The run's params are the resolved config, logged once by vzexp.tracking."""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        named = {
+            (f"{self._prefix}-{k}" if self._prefix else k): float(v)
+            for k, v in metrics.items()
+            if k != "epoch"
+        }
+        self._tracker.log_metrics(named, step=step)
+
+
+def make_trainer(trainer, tracker=None, metric_prefix: str = "", **loop: Any) -> L.Trainer:
+    """A Lightning Trainer from the `trainer` config group (accelerator, devices, nodes,
+    strategy, precision) plus the loop's own arguments (`max_epochs`, callbacks, ...). With a
+    tracker that logs (an MLflow run), the loop's logged metrics go into that run."""
+    logger = TrackerLogger(tracker, metric_prefix) if tracker and tracker.info else False
+    settings = dict(
+        accelerator=trainer.accelerator,
+        devices=trainer.devices,
+        num_nodes=trainer.num_nodes,
+        strategy=trainer.strategy,
+        precision=trainer.precision,
+        logger=logger,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+    settings.update(loop)
+    return L.Trainer(**settings)
