@@ -53,14 +53,14 @@ def time_steps(stage: int, dtype: str, steps: int) -> dict[str, float]:
     from vzexp.data.instruct import InstructDataset, collate
     from vzexp.engine.tuning import ProjectorTuner
     from vzexp.models.llava import tokens_per_image
-    from vzexp.run import build_compressor, load_model
-    from vzexp.tune import training_records
+    from vzexp.models.load import build_compressor, load_model
+    from vzexp.paths import cache_dir
 
     torch.manual_seed(0)
     settings, _ = stage_settings(stage, dtype)
     model, processor = load_model(settings, [])
     compressor = build_compressor(settings)
-    records, root = training_records(settings)
+    records, root = settings.train_data.records(cache_dir())
     tokens = tokens_per_image(model, compressor)
     data = InstructDataset(
         records[: BATCH * (steps + 1)],

@@ -25,11 +25,11 @@ from vzexp.compress.visionzip import VisionZip
 from vzexp.data.instruct import InstructDataset, read_instruct
 from vzexp.data.shapes_instruct import INSTRUCT_FILE, shapes_instruct_dir
 from vzexp.engine.feature_cache import FeatureCache
+from vzexp.engine.trainer import EpochTimer
 from vzexp.engine.tuning import ProjectorTuner, TuneDataModule
 from vzexp.models.build import load_checkpoint
 from vzexp.models.llava import tokens_per_image
 from vzexp.paths import cache_dir, resource_dir
-from vzexp.tune import EpochTimer
 
 
 def one_epoch(model, compressor, dataset, features, batch_size: int) -> float:

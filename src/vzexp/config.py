@@ -8,7 +8,6 @@ allowed, before any model is loaded.
 from __future__ import annotations
 
 import inspect
-import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -100,16 +99,12 @@ class ModelConfig:
     layout: str = "reference"
 
     def __post_init__(self):
-        from vzexp.models.registry import FAMILIES
-
         if self.kind == ModelKind.checkpoint and not self.path:
             raise ConfigError(
                 "model.path",
                 self.path,
                 "a local checkpoint directory (e.g. model.path=/models/llava-1.5-7b-hf)",
             )
-        if self.family is not None and self.family not in FAMILIES:
-            raise ConfigError("model.family", self.family, f"null or one of {', '.join(FAMILIES)}")
         if self.layout not in ("reference", "newline"):
             raise ConfigError("model.layout", self.layout, "reference or newline")
         if self.attn_implementation == Attention.flash_attention_2:
@@ -151,246 +146,7 @@ class DataConfig:
             raise ConfigError("data.on_bad_image", self.on_bad_image, "fail or skip")
 
 
-@dataclass
-class TaskConfig:
-    """task=eval: prefill + greedy generation, scored and timed."""
-
-    name: str = "eval"
-    max_new_tokens: int = 4
-    predictions_file: str = "predictions.jsonl"  # the merged copy in the run's output dir
-    # Predictions are written per batch under predictions_dir, in a file named after the config
-    # (model, compressor, data, tokens, seed): a killed run restarted with the same config
-    # resumes there. resume=false starts that file again.
-    predictions_dir: str = "predictions"
-    resume: bool = True
-    overlays: int = 4  # kept-token overlays of the first samples, logged under overlays/
-    # dialogues (data=shapes_dialogue): also ask every turn by re-sending the image and the
-    # whole conversation, timed beside the cached turns (dialogue_time_saved)
-    dialogue_baseline: bool = False
-
-    def __post_init__(self):
-        if self.max_new_tokens < 1:
-            raise ConfigError("task.max_new_tokens", self.max_new_tokens, "an integer >= 1")
-        if self.overlays < 0:
-            raise ConfigError("task.overlays", self.overlays, "an integer >= 0 (0: none)")
-
-
-@dataclass
-class ScoreTaskConfig:
-    """task=score: re-score an existing predictions file with the data config's scorer."""
-
-    name: str = "score"
-    predictions: str | None = None
-
-    def __post_init__(self):
-        if not self.predictions:
-            raise ConfigError(
-                "task.predictions",
-                self.predictions,
-                "the path of a predictions .jsonl file to score (task.predictions=...)",
-            )
-
-
-@dataclass
-class StageConfig:
-    """One training stage of the tiny model recipe."""
-
-    steps: int = 100
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 10
-    turns: int = 6  # questions per training conversation (QA stages)
-    grad_clip: float = 1.0  # max gradient norm (HF Trainer's default, as LLaVA trains)
-
-
-@dataclass
-class Stages:
-    tower: StageConfig = field(default_factory=StageConfig)
-    language: StageConfig = field(default_factory=StageConfig)
-    align: StageConfig = field(default_factory=StageConfig)
-    instruct: StageConfig = field(default_factory=StageConfig)
-
-    def __post_init__(self):
-        for name in ("tower", "language", "align", "instruct"):
-            stage = getattr(self, name)
-            for key, low in (("steps", 0), ("batch_size", 1), ("warmup_steps", 0), ("turns", 1)):
-                if getattr(stage, key) < low:
-                    raise ConfigError(
-                        f"task.stages.{name}.{key}", getattr(stage, key), f"an integer >= {low}"
-                    )
-            if stage.lr <= 0:
-                raise ConfigError(f"task.stages.{name}.lr", stage.lr, "a learning rate > 0")
-
-
-@dataclass
-class BuildTinyTaskConfig:
-    """task=build_tiny: the recipe that trains the shipped tiny_shapes model."""
-
-    name: str = "build_tiny"
-    train_scenes: int = 12000
-    max_objects: int = 4
-    eval_size: int = 800
-    output: str = "tiny_shapes"
-    install: bool = False
-    max_new_tokens: int = 4
-    mimetic_init: bool = True  # tower attention init (vzexp.models.mimetic_init)
-    patch_weight: float = 20.0  # weight of the tower's per-patch colour/shape losses
-    # how the language stage puts the scene in the image slot: its caption's words, or one token
-    # per object (its words' embeddings summed) at its centre patch's position
-    scene_as: str = "objects"
-    # each training turn sees the image and itself only, at the positions it has when asked alone
-    isolate_turns: bool = True
-    # the share of instruct batches whose image is compressed by VisionZip to one of
-    # budget_tokens (VisionZip's fine-tuning step, folded into the recipe); 0: all tokens only
-    budget_fraction: float = 0.0
-    budget_tokens: list[int] = field(default_factory=lambda: [24])
-    stages: Stages = field(default_factory=Stages)
-
-    def __post_init__(self):
-        if self.scene_as not in ("caption", "objects"):
-            raise ConfigError("task.scene_as", self.scene_as, "caption or objects")
-        for key in ("train_scenes", "max_objects", "eval_size"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"task.{key}", getattr(self, key), "an integer >= 1")
-        if self.patch_weight < 0:
-            raise ConfigError("task.patch_weight", self.patch_weight, "a number >= 0")
-        if not 0.0 <= self.budget_fraction < 1.0:
-            raise ConfigError("task.budget_fraction", self.budget_fraction, "a fraction in [0, 1)")
-        if self.budget_fraction and not self.budget_tokens:
-            raise ConfigError(
-                "task.budget_tokens", self.budget_tokens, "a non-empty list of budgets"
-            )
-        for budget in self.budget_tokens:
-            if budget < 1:
-                raise ConfigError("task.budget_tokens", budget, "visual tokens >= 1 per budget")
-
-
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
-
-
-@dataclass
-class TuneTaskConfig(TaskConfig):
-    """task=tune: projector-only tuning with the compressor in the loop, then evaluation."""
-
-    name: str = "tune"
-    epochs: int = 1
-    batch_size: int = 16
-    accumulate: int = 1
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.03
-    grad_clip: float = 1.0
-    cache: bool = True
-    cache_dir: str | None = None
-    checkpoint_dir: str = "checkpoints"
-    baseline: bool = True
-    overlays: int = 0
-    # also train the LLM's last N decoder layers (0: the projector alone, VisionZip's recipe);
-    # they are saved beside the projector and loaded with it
-    llm_layers: int = 0
-    llm_lr: float | None = None  # their learning rate (null: task.lr)
-    # also copy the result into $VZEXP_CACHE/trained/<publish>/, where a model config finds it as
-    # ${vzexp_trained:<publish>} (weights too large to ship are built once per machine, then reused)
-    publish: str | None = None
-    # cosine: warm-up then cosine decay to zero (LLaVA's); constant: warm-up then the full lr
-    schedule: str = "cosine"
-    # false: keep the loaded projector and train the LLM layers alone (a second stage)
-    tune_projector: bool = True
-    # with tune_projector false and epochs > 1: the frozen LLM layers' output kept per sample
-    # after the first epoch, so later epochs run the trained layers alone
-    cache_trunk: bool = True
-    # a recipe in stages (vzexp.stages): each a list of overrides added to the command line, run
-    # in order, each from the weights the one before left; empty: this config is the one stage
-    stages: list[Any] = field(default_factory=list)
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.llm_layers < 0:
-            raise ConfigError("task.llm_layers", self.llm_layers, "an integer >= 0")
-        if self.schedule not in ("cosine", "constant"):
-            raise ConfigError("task.schedule", self.schedule, "cosine or constant")
-        if not self.tune_projector and self.llm_layers == 0:
-            raise ConfigError(
-                "task.tune_projector",
-                self.tune_projector,
-                "true, or task.llm_layers >= 1 (with the projector frozen nothing would train)",
-            )
-        if self.llm_lr is not None and self.llm_lr <= 0:
-            raise ConfigError("task.llm_lr", self.llm_lr, "a learning rate > 0, or null")
-        for k, stage in enumerate(self.stages):
-            if not (isinstance(stage, list) and all(isinstance(o, str) for o in stage)):
-                raise ConfigError(
-                    f"task.stages[{k}]",
-                    stage,
-                    "a list of overrides (e.g. [tokens=16, task.lr=3e-3])",
-                )
-        if self.publish is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", self.publish):
-            raise ConfigError("task.publish", self.publish, "a plain name (letters, digits, _ . -)")
-        for key in ("epochs", "batch_size", "accumulate"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"task.{key}", getattr(self, key), "an integer >= 1")
-        if self.lr <= 0:
-            raise ConfigError("task.lr", self.lr, "a learning rate > 0")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ConfigError("task.warmup_ratio", self.warmup_ratio, "a fraction in [0, 1)")
-        if self.grad_clip < 0:
-            raise ConfigError("task.grad_clip", self.grad_clip, "a max gradient norm >= 0")
-
-
-TASKS = {
-    "eval": TaskConfig,
-    "build_tiny": BuildTinyTaskConfig,
-    "score": ScoreTaskConfig,
-    "tune": TuneTaskConfig,
-}
-
-
-@dataclass
-class TrainDataConfig:
-    """Training data of task=tune, in LLaVA's instruction format (vzexp.data.instruct)."""
-
-    name: str
-    path: str | None = None  # a LLaVA instruction JSON; null: the shapes train split (generated)
-    image_root: str | None = None  # default: the JSON's directory
-    scenes: int = 2000  # shapes only
-    image_size: int = 112  # shapes only
-    fraction: float = 1.0
-    limit: int | None = None
-    seed: int = 0
-    max_turns: int | None = None  # keep each conversation's first N question-answer turns
-    balance_yes_no: bool = False  # easy_vqa only: 2 yes/no turns (present, absent) come first
-    present_twins: bool = False  # easy_vqa only: as many present-attribute yes/no as absent ones
-    isolate_turns: bool = False  # each turn learned as if asked alone (vzexp.data.isolated_turns)
-    answer_types: list[str] | None = None  # easy_vqa only: keep these questions ([color, shape])
-
-    def __post_init__(self):
-        if self.answer_types is not None:
-            from vzexp.data.easy_vqa import ANSWER_TYPES
-
-            bad = [t for t in self.answer_types if t not in ANSWER_TYPES]
-            if bad or not self.answer_types:
-                raise ConfigError(
-                    "train_data.answer_types",
-                    list(self.answer_types),
-                    f"a non-empty list of {', '.join(ANSWER_TYPES)}, or null for all",
-                )
-        if self.max_turns is not None and self.max_turns < 1:
-            raise ConfigError("train_data.max_turns", self.max_turns, "an integer >= 1, or null")
-        if not 0.0 < self.fraction <= 1.0:
-            raise ConfigError("train_data.fraction", self.fraction, "a fraction in (0, 1]")
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError("train_data.limit", self.limit, "an integer >= 1, or null for all")
-        for key in ("balance_yes_no", "present_twins", "answer_types"):
-            if getattr(self, key) and (self.path is not None or self.name != "easy_vqa"):
-                off = "null" if key == "answer_types" else "false"
-                raise ConfigError(
-                    f"train_data.{key}",
-                    getattr(self, key),
-                    f"{off} unless train_data=easy_vqa (its own split)",
-                )
-        if self.path is None and self.name == "shapes" and self.scenes < 1:
-            raise ConfigError("train_data.scenes", self.scenes, "an integer >= 1")
 
 
 @dataclass
@@ -430,10 +186,12 @@ class VzexpConfig:
     model: ModelConfig
     compressor: dict[str, Any]
     data: DataConfig
+    # the task's own schema (vzexp.tasks), chosen by the `_target_` of conf/task/<name>.yaml
     task: Any
     trainer: TrainerConfig
     logger: LoggerConfig
-    train_data: TrainDataConfig | None = None  # task=tune's training data (train_data=shapes)
+    # task=tune's training data: a schema of vzexp.data chosen by its `_target_`
+    train_data: Any = None
     tokens: int = 64
     seed: int = 0
     verbose: bool = False
@@ -442,26 +200,10 @@ class VzexpConfig:
         if self.tokens < 1:
             raise ConfigError("tokens", self.tokens, "a positive number of visual tokens per image")
         check_compressor(self.compressor)
-        self.task = _to_schema(self.task, TASKS, "task")
-        if self.task.name == "tune":
-            check_tune_precision(self.model.dtype, self.trainer.precision)
-
-
-# the autocast precision that trains float32 parts of a model loaded in this dtype
-MIXED_FOR_DTYPE = {"bfloat16": "bf16-mixed", "float16": "16-mixed"}
-
-
-def check_tune_precision(dtype: str, precision: str) -> None:
-    """A model loaded in half precision trains its tuned parts in float32 under autocast;
-    without autocast their products would mix dtypes."""
-    mixed = MIXED_FOR_DTYPE.get(str(dtype))
-    if mixed and str(precision) != mixed:
-        raise ConfigError(
-            "trainer.precision",
-            precision,
-            f"{mixed} with model.dtype={dtype} (the frozen model in {dtype}, the trained parts "
-            "in float32 under autocast), or model.dtype=float32",
-        )
+        self.task = to_schema(self.task, "task")
+        if self.train_data is not None:
+            self.train_data = to_schema(self.train_data, "train_data")
+        self.task.check(self)
 
 
 def check_compressor(node: dict[str, Any]) -> None:
@@ -553,7 +295,6 @@ def register_configs() -> None:
         ("data", DataConfig),
         ("trainer", TrainerConfig),
         ("logger", LoggerConfig),
-        ("train_data", TrainDataConfig),
     ):
         cs.store(group=group, name=f"{group}_schema", node=node)
 
@@ -566,12 +307,19 @@ def validate(cfg: DictConfig) -> VzexpConfig:
     return _merge(VzexpConfig, plain)
 
 
-def _to_schema(plain: dict[str, Any], schemas: dict[str, type], key: str) -> Any:
-    """A group whose options have different schemas (chosen by `name`) -> that option's dataclass."""
-    name = plain.get("name")
-    if name not in schemas:
-        raise ConfigError(f"{key}.name", name, f"one of {', '.join(schemas)}")
-    return _merge(schemas[name], plain, key)
+def to_schema(plain: dict[str, Any], key: str) -> Any:
+    """A group whose options have schemas of their own (task, train_data): the class named by
+    the option's `_target_`, filled with its values. The config tree is the registry: a new
+    option is a YAML naming its class, with no list to edit here."""
+    node = dict(plain)
+    target = node.pop("_target_", None)
+    try:
+        schema = get_class(target)
+    except Exception as exc:
+        raise ConfigError(
+            f"{key}._target_", target, f"an importable schema class ({exc})"
+        ) from None
+    return _merge(schema, node, key)
 
 
 def _merge(schema: type, plain: dict[str, Any], prefix: str = "") -> Any:

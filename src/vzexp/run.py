@@ -1,103 +1,22 @@
-"""`run(cfg)`: validate -> MLflow run -> load model -> install compressor -> evaluate -> log."""
+"""`run(cfg)`: validate -> checks -> MLflow run -> the task. The task is the class that
+`conf/task/<name>.yaml` names with `_target_` (vzexp.tasks); nothing here knows which it is."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from vzexp.config import ModelKind, VzexpConfig, as_plain, validate
-from vzexp.tracking import experiment_name, tracked_run
+from vzexp.config import ModelKind, VzexpConfig, validate
+from vzexp.models.projector import RUN_ID, resolve
+from vzexp.preflight import check_devices, check_tracking_server
+from vzexp.runtime import hydra_choices, hydra_tags, output_dir, rank
+from vzexp.tasks.base import Context
+from vzexp.tracking import experiment_name, parent_run_id, tracked_run, tracking_uri
 
 log = logging.getLogger("vzexp")
-
-
-def output_dir() -> Path:
-    from hydra.core.hydra_config import HydraConfig
-
-    if HydraConfig.initialized():
-        return Path(HydraConfig.get().runtime.output_dir)
-    return Path.cwd()
-
-
-def tower_shape(settings: VzexpConfig) -> tuple[int | None, int, bool]:
-    """(patches per view, depth, has_cls) of the vision tower, read from configs without
-    loading weights; patches is None for towers whose grid follows each image (Qwen2-VL)."""
-    from transformers import AutoConfig
-
-    from vzexp.models.build import ENCODER_KINDS, _check_checkpoint_dir, checkpoint_type
-
-    if settings.model.kind == ModelKind.checkpoint:
-        model_type = checkpoint_type(settings.model.path, settings.model.family)
-        vision = AutoConfig.from_pretrained(Path(settings.model.path).expanduser()).vision_config
-        if model_type.startswith("qwen2"):
-            return None, vision.depth, False
-    elif settings.encoder.path:
-        vision = AutoConfig.from_pretrained(
-            _check_checkpoint_dir(settings.encoder.path, "encoder.path", ())
-        )
-        vision = getattr(vision, "vision_config", vision)
-    else:
-        vision = AutoConfig.for_model(
-            ENCODER_KINDS[settings.encoder.kind.value], **settings.encoder.config
-        )
-    size = settings.encoder.image_size if settings.model.kind != ModelKind.checkpoint else None
-    grid = (size or vision.image_size) // vision.patch_size
-    has_cls = vision.model_type.startswith("clip") or vision.model_type == "dinov2"
-    return grid * grid, vision.num_hidden_layers, has_cls
-
-
-def build_compressor(settings: VzexpConfig):
-    from hydra.utils import instantiate
-
-    from vzexp.encoders.capture import resolve_layer
-    from vzexp.models.qwen2_vl import refuse_grid_strategies
-
-    node = {k: v for k, v in settings.compressor.items() if k != "name"}
-    compressor = instantiate(node)
-    num_patches, depth, has_cls = tower_shape(settings)
-    resolve_layer(compressor.layer, depth)  # ConfigError naming compressor.layer if out of range
-    resolve_layer(settings.model.feature_layer, depth, "model.feature_layer")
-    if num_patches is None:  # the grid follows each image: check the budget's own consistency
-        refuse_grid_strategies(compressor, "a model whose grid follows each image")
-        compressor.output_tokens(1 << 16, has_cls)
-    else:
-        compressor.output_tokens(num_patches, has_cls)  # BudgetError naming the key if impossible
-    return compressor
-
-
-def load_model(settings: VzexpConfig, words: list[str]):
-    from vzexp.models.build import assemble, load_checkpoint
-
-    m = settings.model
-    if m.kind == ModelKind.checkpoint:
-        model, processor = load_checkpoint(
-            m.path, m.dtype.value, m.device, m.attn_implementation.value, m.family
-        )
-    else:
-        model, processor = assemble(
-            as_plain(settings.encoder),
-            as_plain(settings.llm),
-            words,
-            feature_layer=m.feature_layer,
-            select=m.select.value,
-            projector_act=m.projector_act,
-            dtype=m.dtype.value,
-            device=m.device,
-            attn_implementation=m.attn_implementation.value,
-            seed=settings.seed,
-        )
-    if m.projector:
-        from vzexp.models.projector import load_projector
-        from vzexp.tracking import tracking_uri
-
-        loaded = load_projector(model, m.projector, tracking_uri(settings.logger.tracking_uri))
-        log.info("projector loaded from %s", loaded)
-    return model, processor
 
 
 def logged_params(cfg: DictConfig, settings: VzexpConfig) -> dict[str, Any]:
@@ -109,59 +28,11 @@ def logged_params(cfg: DictConfig, settings: VzexpConfig) -> dict[str, Any]:
     return params
 
 
-def hydra_choices() -> dict[str, str]:
-    from hydra.core.hydra_config import HydraConfig
-
-    return dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
-
-
-def hydra_tags() -> dict[str, str]:
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return {}
-    hc = HydraConfig.get()
-    tags = {
-        f"choice.{k}": str(v) for k, v in hc.runtime.choices.items() if not k.startswith("hydra")
-    }
-    tags["vzexp.overrides"] = " ".join(hc.overrides.task)[:5000]
-    if hc.mode.name == "MULTIRUN":
-        from vzexp.sweep import parent_run_id
-
-        if parent := parent_run_id(hc.sweep.dir):
-            tags["mlflow.parentRunId"] = parent
-    return tags
-
-
-def results_table(metrics: dict[str, float], settings: VzexpConfig) -> str:
-    rows = [
-        ("model", settings.model.name),
-        ("compressor", settings.compressor.get("name", "?")),
-        ("data", settings.data.name),
-    ]
-    rows += [(k, f"{v:.4g}") for k, v in metrics.items()]
-    width = max(len(k) for k, _ in rows)
-    lines = [f"| {'':{width}} | value |", f"|{'-' * (width + 2)}|-------|"]
-    lines += [f"| {k:{width}} | {v} |" for k, v in rows]
-    return "\n".join(lines)
-
-
-def rank() -> int:
-    """This process's rank in a multi-process (DDP) run: Lightning starts the other ranks with
-    LOCAL_RANK/RANK set; only rank 0 tracks, prints and scores."""
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
-
-
 def preflight(settings: VzexpConfig, out: Path) -> None:
-    from vzexp.preflight import check_devices, check_tracking_server
-    from vzexp.tracking import tracking_uri
-
+    """What the environment must offer, checked before the run opens or a model loads."""
     check_devices(settings.model.device, settings.trainer.accelerator)
-    if settings.model.projector:
-        from vzexp.models.projector import RUN_ID, resolve
-
-        if not RUN_ID.match(settings.model.projector):  # a path: checked before any model loads
-            resolve(settings.model.projector)
+    if settings.model.projector and not RUN_ID.match(settings.model.projector):
+        resolve(settings.model.projector)  # a path: checked before any model loads
     out.mkdir(parents=True, exist_ok=True)
     if settings.logger.name == "mlflow" and rank() == 0:
         check_tracking_server(tracking_uri(settings.logger.tracking_uri))
@@ -169,208 +40,21 @@ def preflight(settings: VzexpConfig, out: Path) -> None:
 
 def run(cfg: DictConfig) -> dict[str, float]:
     settings = validate(cfg)
-    task = settings.task.name
-    building, scoring, tuning = task == "build_tiny", task == "score", task == "tune"
-    compressor = None if building or scoring else build_compressor(settings)
-    if tuning:  # every stage of a staged recipe composed and checked before anything runs
-        from vzexp.stages import compose_stages
-
-        stages = compose_stages(settings)
+    task = settings.task
+    task.prepare(settings)
     out = output_dir()
     preflight(settings, out)
     params = logged_params(cfg, settings)
-    default_name = (
-        task if building or scoring else f"{settings.compressor.get('name')}-t{settings.tokens}"
-    )
     with tracked_run(
         enabled=settings.logger.name == "mlflow" and rank() == 0,
         params=params,
         experiment_name=experiment_name(settings.logger.experiment_name, hydra_choices()),
-        run_name=settings.logger.run_name or default_name,
+        run_name=settings.logger.run_name or task.run_name(settings),
         uri=settings.logger.tracking_uri,
-        tags=hydra_tags(),
+        tags=hydra_tags(parent_run_id),
     ) as tracker:
         if rank() == 0:
             config_file = out / "resolved_config.yaml"
             config_file.write_text(OmegaConf.to_yaml(OmegaConf.create(params)))
             tracker.log_artifact(config_file)
-        if building:
-            from vzexp.models.tiny_recipe import build_tiny
-
-            return build_tiny(settings, tracker, out, predictor(settings, tracker))
-        if scoring:
-            return score_file(settings, tracker, out)
-        if tuning:
-            from vzexp.tune import tune_and_evaluate
-
-            return tune_and_evaluate(settings, compressor, out, tracker, stages)
-        return evaluate(settings, compressor, out, tracker)
-
-
-def predictions_path(settings: VzexpConfig, extra: dict | None = None) -> Path:
-    """Where this config's predictions are written as they come (stable across restarts);
-    `extra` adds what else decides them (task=tune: the tuning that made the projector)."""
-    from vzexp.engine.predictions import config_key
-
-    decisive = {
-        "model": as_plain(settings.model),
-        "compressor": settings.compressor,
-        "data": {"name": settings.data.name, "dataset": settings.data.dataset},
-        "tokens": settings.tokens,
-        "seed": settings.seed,
-        "max_new_tokens": settings.task.max_new_tokens,
-    }
-    if settings.model.kind != ModelKind.checkpoint:
-        decisive.update(encoder=as_plain(settings.encoder), llm=as_plain(settings.llm))
-    if str(settings.trainer.precision) != "32-true":  # autocast changes the numbers; the
-        decisive["precision"] = str(settings.trainer.precision)  # default keeps older keys
-    decisive.update(extra or {})
-    name = f"{settings.data.name}-{settings.model.name}-{settings.compressor.get('name')}"
-    name += f"-t{settings.tokens}-{config_key(decisive)}.jsonl"
-    return Path(getattr(settings.task, "predictions_dir", "predictions")) / name
-
-
-def sample_ids(dataset, limit: int | None) -> list[str]:
-    count = len(dataset) if limit is None else min(limit, len(dataset))
-    if hasattr(dataset, "sample_id"):
-        return [dataset.sample_id(i) for i in range(count)]
-    return [dataset[i].id for i in range(count)]
-
-
-def trainer_settings(settings: VzexpConfig) -> dict[str, Any]:
-    """The `trainer` group as Lightning Trainer arguments (evaluation and tuning alike)."""
-    t = settings.trainer
-    return dict(
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=t.strategy,
-        precision=t.precision,
-    )
-
-
-def predictor(settings: VzexpConfig, tracker):
-    """predict(model, processor, dataset, predictions_path) -> metrics, with this run's trainer
-    settings. Predictions go to disk per batch (each rank its own part) and resume; rank 0
-    merges them, scores, logs the file and prints the results table."""
-
-    def predict(
-        model, processor, dataset, predictions: Path, copy_to: Path | None = None
-    ) -> dict[str, float]:
-        import lightning as L
-        from torch.utils.data import Subset
-
-        from vzexp.data.scoring import scorer_for
-        from vzexp.engine.evaluate import EvalDataModule, Evaluator, summarize
-        from vzexp.engine.predictions import PredictionStore, PredictionWriter
-
-        store = PredictionStore(predictions)
-        resume = getattr(settings.task, "resume", False)
-        if not resume and rank() == 0:
-            for stale in [store.path, *store.parts()]:
-                stale.unlink(missing_ok=True)
-        ids = sample_ids(dataset, settings.data.limit)
-        done = store.done() if resume else {}
-        # samples skipped for an unreadable image are tried again (the image may be fixed now)
-        retried = [i for i, sample_id in enumerate(ids) if done.get(sample_id, {}).get("skipped")]
-        todo = [i for i, sample_id in enumerate(ids) if sample_id not in done] + retried
-        todo.sort()
-        if done and rank() == 0:
-            log.info(
-                "resuming %s: %d of %d samples already done, %d skipped ones tried again",
-                store.path,
-                len(ids) - len(todo),
-                len(ids),
-                len(retried),
-            )
-        scorer = scorer_for(settings.data.scorer)
-        trainer = L.Trainer(
-            **trainer_settings(settings),
-            logger=False,
-            enable_checkpointing=False,
-            enable_model_summary=False,
-            default_root_dir=str(predictions.parent),
-            callbacks=[PredictionWriter(store)],
-        )
-        if todo:
-            from vzexp.engine.evaluate import SkipBadImages
-
-            source = SkipBadImages(dataset) if settings.data.on_bad_image == "skip" else dataset
-            datamodule = EvalDataModule(
-                Subset(source, todo),
-                processor,
-                settings.data.batch_size,
-                None,
-                settings.data.num_workers,
-            )
-            overlays = getattr(settings.task, "overlays", 0)
-            evaluator = Evaluator(
-                model,
-                processor,
-                settings.task.max_new_tokens,
-                scorer.sample,
-                overlays=overlays,
-                overlay_dir=output_dir() / "overlays" if overlays else None,
-                dialogue_baseline=getattr(settings.task, "dialogue_baseline", False),
-            )
-            trainer.predict(evaluator, datamodule=datamodule, return_predictions=False)
-            # every rank's part file is complete before rank 0 merges them (DDP)
-            trainer.strategy.barrier("vzexp-predictions-written")
-        if trainer.global_rank != 0:
-            return {}
-        records = store.merge(ids)
-        metrics = summarize(records, settings.model.device, scorer)
-        if copy_to is not None:  # this run's samples, beside its config
-            PredictionStore.write(copy_to, records)
-        tracker.log_artifact(copy_to or predictions)
-        for picture in sorted((output_dir() / "overlays").glob("*.png")):
-            tracker.log_artifact(picture, artifact_path="overlays")
-        print(results_table(metrics, settings), flush=True)
-        return metrics
-
-    return predict
-
-
-def evaluate(settings: VzexpConfig, compressor, out: Path, tracker) -> dict[str, float]:
-    import lightning as L
-    from hydra.utils import instantiate
-
-    from vzexp.models.llava import install
-
-    L.seed_everything(settings.seed, verbose=False)
-    dataset = instantiate(settings.data.dataset)
-    words = dataset.vocabulary() if hasattr(dataset, "vocabulary") else []
-    model, processor = load_model(settings, words)
-    install(model, compressor, layout=settings.model.layout)
-    log.info("visual tokens per image: %d", model.vzexp_tokens_per_image)
-    predict = predictor(settings, tracker)
-    metrics = predict(
-        model, processor, dataset, predictions_path(settings), out / settings.task.predictions_file
-    )
-    tracker.log_metrics(metrics)
-    return metrics
-
-
-def score_file(settings: VzexpConfig, tracker, out: Path) -> dict[str, float]:
-    """task=score: the data config's scorer over an existing predictions file, no model."""
-    from vzexp.data.scoring import scorer_for
-    from vzexp.engine.evaluate import summarize
-    from vzexp.engine.predictions import read_records
-    from vzexp.errors import MissingPathError
-
-    path = Path(settings.task.predictions)
-    if not path.is_file():
-        raise MissingPathError(f"task.predictions={str(path)!r}: no such file")
-    records = read_records(path)
-    if not records:
-        raise MissingPathError(f"task.predictions={str(path)!r}: no prediction records in it")
-    scorer = scorer_for(settings.data.scorer)
-    for record in records:
-        record["correct"] = scorer.sample(record)
-    metrics = summarize(records, "cpu", scorer)
-    rescored = out / "predictions.rescored.jsonl"
-    rescored.write_text("".join(json.dumps(r) + "\n" for r in records))
-    tracker.log_artifact(rescored)
-    tracker.log_metrics(metrics)
-    print(results_table(metrics, settings), flush=True)
-    return metrics
+        return task.run(settings, Context(out=out, tracker=tracker))

@@ -21,7 +21,8 @@ from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-PARENT_FILE = ".mlflow_parent_run"
+from vzexp.tracking import PARENT_FILE, parent_run_id
+
 FAILED_DIR = ".failed"
 
 
@@ -43,11 +44,6 @@ def failure_summary(sweep_dir: str | Path) -> str | None:
     jobs = "; ".join(f"#{p.stem} {p.read_text().strip()}" for p in files)
     count = f"{len(files)} job{'s' if len(files) > 1 else ''}"
     return f"vzexp: sweep: {count} failed, the others ran to the end ({sweep_dir}): {jobs}"
-
-
-def parent_run_id(sweep_dir: str | Path) -> str | None:
-    path = Path(sweep_dir) / PARENT_FILE
-    return path.read_text().strip() if path.is_file() else None
 
 
 class MlflowSweepParent(Callback):

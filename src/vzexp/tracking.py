@@ -11,6 +11,13 @@ from pathlib import Path
 from typing import Any
 
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
+# the file in a sweep's directory that names the sweep's parent run (vzexp.sweep writes it)
+PARENT_FILE = ".mlflow_parent_run"
+
+
+def parent_run_id(sweep_dir: str | Path) -> str | None:
+    path = Path(sweep_dir) / PARENT_FILE
+    return path.read_text().strip() if path.is_file() else None
 
 
 def tracking_uri(configured: str | None = None) -> str:

@@ -10,7 +10,7 @@ from omegaconf import open_dict
 
 from vzexp.config import register_configs, validate
 from vzexp.paths import config_dir
-from vzexp.stages import compose_stages
+from vzexp.tasks.stages import compose_stages
 
 EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
 
@@ -33,7 +33,7 @@ def test_experiment_composes_and_validates(name):
 def test_predictions_resume_only_under_the_same_precision():
     """A file written under bf16-mixed autocast is not resumed by a float32 run (or back); the
     default precision keeps the keys that files written before had."""
-    from vzexp.run import predictions_path
+    from vzexp.tasks.common import predictions_path
 
     register_configs()
     paths = {}

@@ -13,11 +13,13 @@ import json
 import os
 import random
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 from torch.utils.data import Dataset
 
+from vzexp.data.instruct import InstructData
 from vzexp.data.sample import Sample
 from vzexp.errors import ConfigError, MissingPathError
 
@@ -287,3 +289,60 @@ def export_instruct(
     )
     os.replace(tmp, out / INSTRUCT_FILE)
     return dataset.images
+
+
+@dataclass
+class EasyVqaTrainData(InstructData):
+    """train_data=easy_vqa: easy-vqa's train split in LLaVA's instruction format, one
+    conversation per image, exported into the cache once per ordering (or a LLaVA instruction
+    JSON given by path). The orderings are easy-vqa's own: see `instruct_records`."""
+
+    # two yes/no turns first, one naming a present attribute and one an absent one
+    balance_yes_no: bool = False
+    # twins of absent-attribute yes/no questions naming the image's own colour or shape
+    present_twins: bool = False
+    # keep only the questions of these answer types (e.g. [color, shape]); null: all
+    answer_types: list[str] | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.answer_types is not None:
+            bad = [t for t in self.answer_types if t not in ANSWER_TYPES]
+            if bad or not self.answer_types:
+                raise ConfigError(
+                    "train_data.answer_types",
+                    list(self.answer_types),
+                    f"a non-empty list of {', '.join(ANSWER_TYPES)}, or null for all",
+                )
+        for key in ("balance_yes_no", "present_twins", "answer_types"):
+            if getattr(self, key) and self.path is not None:
+                off = "null" if key == "answer_types" else "false"
+                raise ConfigError(
+                    f"train_data.{key}",
+                    getattr(self, key),
+                    f"{off} with train_data.path (it orders easy-vqa's own split)",
+                )
+
+    def source(self, cache_root: Path) -> tuple[Path, Path]:
+        if self.path is not None:
+            return super().source(cache_root)
+        # isolated turns cannot leak into each other: the present-attribute questions lead
+        present_first = self.balance_yes_no and self.isolate_turns
+        types = (
+            tuple(t for t in ANSWER_TYPES if t in self.answer_types) if self.answer_types else None
+        )
+        order = "-balanced" if self.balance_yes_no else ""
+        order += "-present-first" if present_first else ""
+        order += "-twins" if self.present_twins else ""
+        order += "-" + "-".join(t.replace("/", "") for t in types) if types else ""
+        root = cache_root / "train_data" / f"easy_vqa-train-seed{self.seed}{order}"
+        image_root = export_instruct(
+            root,
+            "train",
+            seed=self.seed,
+            balanced=self.balance_yes_no,
+            present_first=present_first,
+            twins=self.present_twins,
+            answer_types=types,
+        )
+        return root / INSTRUCT_FILE, image_root

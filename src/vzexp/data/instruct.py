@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -176,3 +176,44 @@ def collate(items: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     if "pixel_values" in items[0]:
         batch["pixel_values"] = torch.stack([it["pixel_values"] for it in items])
     return batch
+
+
+@dataclass
+class InstructData:
+    """task=tune's training data (`conf/train_data/<name>.yaml`): a LLaVA instruction JSON and
+    the directory its image paths are relative to. Subclasses generate their files
+    (`source()`), each in its dataset's module."""
+
+    name: str
+    path: str | None = None  # a LLaVA instruction JSON
+    image_root: str | None = None  # default: the JSON's directory
+    fraction: float = 1.0  # a seeded random fraction of the records (the paper tunes on 1/10)
+    limit: int | None = None  # then the first N
+    seed: int = 0
+    max_turns: int | None = None  # keep each conversation's first N question-answer turns
+    isolate_turns: bool = False  # each turn learned as if asked alone (vzexp.data.isolated_turns)
+
+    def __post_init__(self):
+        if self.max_turns is not None and self.max_turns < 1:
+            raise ConfigError("train_data.max_turns", self.max_turns, "an integer >= 1, or null")
+        if not 0.0 < self.fraction <= 1.0:
+            raise ConfigError("train_data.fraction", self.fraction, "a fraction in (0, 1]")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError("train_data.limit", self.limit, "an integer >= 1, or null for all")
+
+    def source(self, cache_root: Path) -> tuple[Path, Path]:
+        """(instruction JSON, image root). `cache_root` is where generated data is kept."""
+        if self.path is None:
+            raise ConfigError(
+                "train_data.path", None, "a LLaVA instruction JSON (train_data.path=...)"
+            )
+        path = Path(self.path)
+        return path, Path(self.image_root) if self.image_root else path.parent
+
+    def records(self, cache_root: Path) -> tuple[list[InstructRecord], Path]:
+        """The training records (sliced, turns cut to max_turns) and their image root."""
+        path, image_root = self.source(cache_root)
+        records = read_instruct(path, "train_data.path", self.fraction, self.limit, self.seed)
+        if self.max_turns is not None:
+            records = [replace(r, turns=r.turns[: self.max_turns]) for r in records]
+        return records, image_root

@@ -3,11 +3,15 @@ tracker (vzexp.tracking), so no other module needs Lightning's MLflow logger or 
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
+
+log = logging.getLogger("vzexp")
 
 
 class TrackerLogger(Logger):
@@ -42,6 +46,11 @@ class TrackerLogger(Logger):
         self._tracker.log_metrics(named, step=step)
 
 
+def seed_everything(seed: int) -> None:
+    """Python, numpy and torch seeded alike in every process (Lightning's rule)."""
+    L.seed_everything(seed, verbose=False)
+
+
 def make_trainer(trainer, tracker=None, metric_prefix: str = "", **loop: Any) -> L.Trainer:
     """A Lightning Trainer from the `trainer` config group (accelerator, devices, nodes,
     strategy, precision) plus the loop's own arguments (`max_epochs`, callbacks, ...). With a
@@ -59,3 +68,20 @@ def make_trainer(trainer, tracker=None, metric_prefix: str = "", **loop: Any) ->
     )
     settings.update(loop)
     return L.Trainer(**settings)
+
+
+class EpochTimer(L.Callback):
+    """Wall time of each training epoch (what the feature cache saves)."""
+
+    def __init__(self):
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+        if trainer.global_rank == 0:  # per epoch: what the trunk cache saves after the first
+            epoch, of = trainer.current_epoch + 1, trainer.max_epochs
+            log.info("training epoch %d of %d: %.1f s", epoch, of, self.seconds[-1])

@@ -9,13 +9,31 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import lightning as L
+from hydra.utils import instantiate
 
 from vzexp.config import VzexpConfig, as_plain
+from vzexp.data.instruct import InstructDataset
+from vzexp.engine.feature_cache import FeatureCache, check_cacheable, check_tunable
+from vzexp.engine.predictions import config_key
+from vzexp.engine.trainer import EpochTimer, make_trainer, seed_everything
+from vzexp.engine.tuning import AtomicCheckpointIO, EpochCheckpoint, ProjectorTuner, TuneDataModule
 from vzexp.errors import ConfigError
+from vzexp.models.build import torch_dtype
+from vzexp.models.install import install, tokens_per_image, uninstall
+from vzexp.models.load import build_compressor, load_model
+from vzexp.models.projector import ARTIFACT_PATH, publish, save_projector
+from vzexp.paths import cache_dir
+from vzexp.runtime import rank
+from vzexp.tasks.base import Context
+from vzexp.tasks.common import evaluate_and_log, predictions_path
+from vzexp.tasks.eval import EvalTask
+from vzexp.tasks.stages import compose_stages
 
 log = logging.getLogger("vzexp")
 # the task fields that decide the tuned projector (the rest only say what is evaluated or where)
@@ -34,58 +52,111 @@ TRAINING_FIELDS = (
 )
 
 
-def training_records(settings: VzexpConfig):
-    """(records, image root) of the training data: the user's LLaVA JSON, or the shapes or
-    easy-vqa train split exported into the cache."""
-    from vzexp.data.instruct import read_instruct
+# the autocast precision that trains float32 parts of a model loaded in this dtype
+MIXED_FOR_DTYPE = {"bfloat16": "bf16-mixed", "float16": "16-mixed"}
 
-    data = settings.train_data
-    if data.path is None and data.name == "easy_vqa":
-        from vzexp.data.easy_vqa import ANSWER_TYPES, INSTRUCT_FILE, export_instruct
-        from vzexp.paths import cache_dir
 
-        # isolated turns cannot leak into each other: the present-attribute questions lead
-        present_first = data.balance_yes_no and data.isolate_turns
-        order = "-balanced" if data.balance_yes_no else ""
-        order += "-present-first" if present_first else ""
-        order += "-twins" if data.present_twins else ""
-        types = (
-            tuple(t for t in ANSWER_TYPES if t in data.answer_types) if data.answer_types else None
+def check_tune_precision(dtype: str, precision: str) -> None:
+    """A model loaded in half precision trains its tuned parts in float32 under autocast;
+    without autocast their products would mix dtypes."""
+    mixed = MIXED_FOR_DTYPE.get(str(dtype))
+    if mixed and str(precision) != mixed:
+        raise ConfigError(
+            "trainer.precision",
+            precision,
+            f"{mixed} with model.dtype={dtype} (the frozen model in {dtype}, the trained parts "
+            "in float32 under autocast), or model.dtype=float32",
         )
-        order += "-" + "-".join(t.replace("/", "") for t in types) if types else ""
-        root = cache_dir() / "train_data" / f"easy_vqa-train-seed{data.seed}{order}"
-        image_root = export_instruct(
-            root,
-            "train",
-            seed=data.seed,
-            balanced=data.balance_yes_no,
-            present_first=present_first,
-            twins=data.present_twins,
-            answer_types=types,
+
+
+@dataclass
+class TuneTask(EvalTask):
+    """Projector tuning with the compressor in the loop, then evaluation."""
+
+    name: str = "tune"
+    epochs: int = 1
+    batch_size: int = 16
+    accumulate: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.03
+    grad_clip: float = 1.0
+    cache: bool = True
+    cache_dir: str | None = None
+    checkpoint_dir: str = "checkpoints"
+    baseline: bool = True
+    overlays: int = 0
+    # also train the LLM's last N decoder layers (0: the projector alone, VisionZip's recipe);
+    # they are saved beside the projector and loaded with it
+    llm_layers: int = 0
+    llm_lr: float | None = None  # their learning rate (null: task.lr)
+    # also copy the result into $VZEXP_CACHE/trained/<publish>/, where a model config finds it as
+    # ${vzexp_trained:<publish>} (weights too large to ship are built once per machine, then reused)
+    publish: str | None = None
+    # cosine: warm-up then cosine decay to zero (LLaVA's); constant: warm-up then the full lr
+    schedule: str = "cosine"
+    # false: keep the loaded projector and train the LLM layers alone (a later stage)
+    tune_projector: bool = True
+    # with tune_projector false and epochs > 1: the frozen LLM layers' output kept in memory per
+    # sample after the first epoch, so later epochs run the trained layers alone (the same
+    # numbers, at the memory of one hidden state per training token)
+    cache_trunk: bool = False
+    # a recipe in stages (vzexp.tasks.stages): each a list of overrides added to the command
+    # line, run in order, each from the weights the one before left; empty: this config alone
+    stages: list[Any] = field(default_factory=list)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.llm_layers < 0:
+            raise ConfigError("task.llm_layers", self.llm_layers, "an integer >= 0")
+        if self.schedule not in ("cosine", "constant"):
+            raise ConfigError("task.schedule", self.schedule, "cosine or constant")
+        if not self.tune_projector and self.llm_layers == 0:
+            raise ConfigError(
+                "task.tune_projector",
+                self.tune_projector,
+                "true, or task.llm_layers >= 1 (with the projector frozen nothing would train)",
+            )
+        if self.llm_lr is not None and self.llm_lr <= 0:
+            raise ConfigError("task.llm_lr", self.llm_lr, "a learning rate > 0, or null")
+        for k, stage in enumerate(self.stages):
+            if not (isinstance(stage, list) and all(isinstance(o, str) for o in stage)):
+                raise ConfigError(
+                    f"task.stages[{k}]",
+                    stage,
+                    "a list of overrides (e.g. [tokens=16, task.lr=3e-3])",
+                )
+        if self.publish is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", self.publish):
+            raise ConfigError("task.publish", self.publish, "a plain name (letters, digits, _ . -)")
+        for key in ("epochs", "batch_size", "accumulate"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"task.{key}", getattr(self, key), "an integer >= 1")
+        if self.lr <= 0:
+            raise ConfigError("task.lr", self.lr, "a learning rate > 0")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError("task.warmup_ratio", self.warmup_ratio, "a fraction in [0, 1)")
+        if self.grad_clip < 0:
+            raise ConfigError("task.grad_clip", self.grad_clip, "a max gradient norm >= 0")
+
+    def check(self, settings) -> None:
+        check_tune_precision(settings.model.dtype, settings.trainer.precision)
+
+    def prepare(self, settings) -> None:
+        super().prepare(settings)
+        # every stage of a staged recipe composed and checked before anything runs
+        self.stage_settings = compose_stages(settings)
+        for stage in self.stage_settings:
+            check_trainable(stage)
+
+    def run(self, settings, context: Context) -> dict[str, float]:
+        return tune_and_evaluate(
+            settings, self.compressor, context.out, context.tracker, self.stage_settings
         )
-        path = root / INSTRUCT_FILE
-    elif data.path is None:
-        from vzexp.data.shapes_instruct import INSTRUCT_FILE, shapes_instruct_dir
-        from vzexp.paths import cache_dir
-
-        root = shapes_instruct_dir(cache_dir(), data.scenes, data.seed, data.image_size)
-        path, image_root = root / INSTRUCT_FILE, root / "images"
-    else:
-        path = Path(data.path)
-        image_root = Path(data.image_root) if data.image_root else path.parent
-    records = read_instruct(path, "train_data.path", data.fraction, data.limit, data.seed)
-    if data.max_turns is not None:
-        from dataclasses import replace
-
-        records = [replace(r, turns=r.turns[: data.max_turns]) for r in records]
-    return records, image_root
 
 
 def run_key(settings: VzexpConfig, after: list[str] | None = None) -> str:
     """Names this tuning's checkpoints: everything that decides the trained projector (and, for
     a later stage of task.stages, the keys of the stages it continues from)."""
-    from vzexp.engine.predictions import config_key
-
     node = {
         "model": as_plain(settings.model),
         "encoder": as_plain(settings.encoder),
@@ -123,21 +194,11 @@ def check_trainable(settings: VzexpConfig) -> None:
 def tune_and_evaluate(
     settings: VzexpConfig, compressor, out: Path, tracker, stages: list[VzexpConfig] | None = None
 ) -> dict[str, float]:
-    """`stages`: the settings of each stage of task.stages (vzexp.stages.compose_stages); by
-    default the run's own settings are the one stage."""
-    from hydra.utils import instantiate
-
-    from vzexp.engine.feature_cache import check_cacheable, check_tunable
-    from vzexp.models.build import torch_dtype
-    from vzexp.models.llava import install, tokens_per_image, uninstall
-    from vzexp.models.projector import ARTIFACT_PATH, publish, save_projector
-    from vzexp.run import build_compressor, load_model, predictions_path, predictor, rank
-
+    """`stages`: the settings of each stage of task.stages (`compose_stages`); by default the
+    run's own settings are the one stage."""
     stages = stages or [settings]
-    for stage in stages:
-        check_trainable(stage)
     task = settings.task
-    L.seed_everything(settings.seed, verbose=False)
+    seed_everything(settings.seed)
     eval_set = instantiate(settings.data.dataset)
     words = eval_set.vocabulary() if hasattr(eval_set, "vocabulary") else []
     model, processor = load_model(settings, words)
@@ -153,15 +214,16 @@ def tune_and_evaluate(
         check_tunable(stage_compressor)
         if stage.task.cache:
             check_cacheable(stage_compressor)
-    predict = predictor(settings, tracker)
     metrics: dict[str, float] = {}
     if task.baseline:  # the training-free number, same config and data
         install(model, compressor)
-        baseline = predict(
+        baseline = evaluate_and_log(
+            settings,
             model,
             processor,
             eval_set,
             predictions_path(settings),
+            tracker,
             out / "predictions.baseline.jsonl",
         )
         metrics.update({f"baseline/{k}": v for k, v in baseline.items()})
@@ -213,7 +275,15 @@ def tune_and_evaluate(
     install(model, compressor)
     tuned_predictions = predictions_path(settings, extra={"tuned": keys[-1]})
     metrics.update(
-        predict(model, processor, eval_set, tuned_predictions, out / task.predictions_file)
+        evaluate_and_log(
+            settings,
+            model,
+            processor,
+            eval_set,
+            tuned_predictions,
+            tracker,
+            out / task.predictions_file,
+        )
     )
     if "baseline/accuracy" in metrics and "accuracy" in metrics:
         metrics["tune/accuracy_gain"] = metrics["accuracy"] - metrics["baseline/accuracy"]
@@ -232,21 +302,8 @@ def train_stage(
 ) -> dict[str, float]:
     """One stage of tuning on the model in memory (its trained parts left as trained); returns
     the stage's metrics, named `<prefix>tune/...`."""
-    from vzexp.data.instruct import InstructDataset
-    from vzexp.engine.feature_cache import FeatureCache
-    from vzexp.engine.tuning import (
-        AtomicCheckpointIO,
-        EpochCheckpoint,
-        ProjectorTuner,
-        TuneDataModule,
-    )
-    from vzexp.models.llava import tokens_per_image
-    from vzexp.models.tiny_recipe import _attached_logger
-    from vzexp.paths import cache_dir
-    from vzexp.run import rank, trainer_settings
-
     task = settings.task
-    records, image_root = training_records(settings)
+    records, image_root = settings.train_data.records(cache_dir())
     tokens = tokens_per_image(model, compressor)
     dataset = InstructDataset(
         records,
@@ -288,20 +345,18 @@ def train_stage(
     if resume_from and rank() == 0:
         log.info("resuming the tuning from %s", last)
     # a stage's own metric names (stage2-tune/loss): each stage's steps start at 0
-    logger = _attached_logger(tracker, settings, prefix=prefix.rstrip("/"))
     timer = EpochTimer()
-    trainer = L.Trainer(
-        **trainer_settings(settings),
+    trainer = make_trainer(
+        settings.trainer,
+        tracker=tracker,
+        metric_prefix=prefix.rstrip("/"),
         max_epochs=task.epochs,
         accumulate_grad_batches=task.accumulate,
         gradient_clip_val=task.grad_clip,
         use_distributed_sampler=False,  # TuneDataModule shards itself, the same way for 1 or N
-        logger=logger or False,
         log_every_n_steps=1,
         callbacks=[EpochCheckpoint(last), timer],
-        enable_checkpointing=False,  # EpochCheckpoint writes last.ckpt itself
         plugins=[AtomicCheckpointIO()],
-        enable_model_summary=False,
         default_root_dir=str(out),
     )
     trainer.fit(tuner, datamodule=data, ckpt_path=resume_from)
@@ -315,20 +370,3 @@ def train_stage(
     if "tune/loss" in trainer.callback_metrics:
         metrics["tune/final_loss"] = float(trainer.callback_metrics["tune/loss"])
     return {f"{prefix}{name}": value for name, value in metrics.items()}
-
-
-class EpochTimer(L.Callback):
-    """Wall time of each training epoch (what the feature cache saves)."""
-
-    def __init__(self):
-        self.seconds: list[float] = []
-        self._start = 0.0
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.seconds.append(time.perf_counter() - self._start)
-        if trainer.global_rank == 0:  # per epoch: what the trunk cache saves after the first
-            epoch, of = trainer.current_epoch + 1, trainer.max_epochs
-            log.info("training epoch %d of %d: %.1f s", epoch, of, self.seconds[-1])

@@ -1,0 +1,91 @@
+"""The evaluation loop of a run: which samples still need a prediction (resume), Lightning's
+predict loop over them with predictions written to disk per batch, and the merged records scored
+by the benchmark's scorer.
+
+    records, metrics = evaluate(settings, model, processor, dataset, predictions_path)
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from torch.utils.data import Subset
+
+from vzexp.data.scoring import scorer_for
+from vzexp.engine.evaluate import EvalDataModule, Evaluator, SkipBadImages, summarize
+from vzexp.engine.predictions import PredictionStore, PredictionWriter
+from vzexp.engine.trainer import make_trainer
+from vzexp.runtime import rank
+
+log = logging.getLogger("vzexp")
+
+
+def sample_ids(dataset, limit: int | None) -> list[str]:
+    """The ids of the samples a run evaluates: the first `limit` (all when None)."""
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    if hasattr(dataset, "sample_id"):
+        return [dataset.sample_id(i) for i in range(count)]
+    return [dataset[i].id for i in range(count)]
+
+
+def pending(store: PredictionStore, ids: list[str], resume: bool, rank: int) -> list[int]:
+    """Indices of the samples still to predict. With `resume` the ones already on disk are
+    skipped, except samples skipped for an unreadable image (it may be fixed now); without it
+    the store is emptied first (rank 0)."""
+    if not resume:
+        if rank == 0:
+            for stale in [store.path, *store.parts()]:
+                stale.unlink(missing_ok=True)
+        return list(range(len(ids)))
+    done = store.done()
+    retried = [i for i, sample_id in enumerate(ids) if done.get(sample_id, {}).get("skipped")]
+    todo = sorted([i for i, sample_id in enumerate(ids) if sample_id not in done] + retried)
+    if done and rank == 0:
+        log.info(
+            "resuming %s: %d of %d samples already done, %d skipped ones tried again",
+            store.path,
+            len(ids) - len(todo),
+            len(ids),
+            len(retried),
+        )
+    return todo
+
+
+def evaluate(
+    settings, model, processor, dataset, predictions: Path, overlay_dir: Path | None = None
+) -> tuple[list[dict], dict[str, float]]:
+    """Predict every sample of `dataset` (up to data.limit) not yet in the predictions file,
+    then merge and score. Returns (records, metrics) on rank 0 and ([], {}) on the others."""
+    store = PredictionStore(predictions)
+    task, data = settings.task, settings.data
+    ids = sample_ids(dataset, data.limit)
+    scorer = scorer_for(data.scorer)
+    trainer = make_trainer(
+        settings.trainer,
+        default_root_dir=str(predictions.parent),
+        callbacks=[PredictionWriter(store)],
+    )
+    todo = pending(store, ids, getattr(task, "resume", False), rank())
+    if todo:
+        source = SkipBadImages(dataset) if data.on_bad_image == "skip" else dataset
+        datamodule = EvalDataModule(
+            Subset(source, todo), processor, data.batch_size, num_workers=data.num_workers
+        )
+        overlays = getattr(task, "overlays", 0)
+        evaluator = Evaluator(
+            model,
+            processor,
+            task.max_new_tokens,
+            scorer.sample,
+            overlays=overlays,
+            overlay_dir=overlay_dir if overlays else None,
+            dialogue_baseline=getattr(task, "dialogue_baseline", False),
+        )
+        trainer.predict(evaluator, datamodule=datamodule, return_predictions=False)
+        # every rank's part file is complete before rank 0 merges them (DDP)
+        trainer.strategy.barrier("vzexp-predictions-written")
+    if trainer.global_rank != 0:
+        return [], {}
+    records = store.merge(ids)
+    return records, summarize(records, settings.model.device, scorer)

@@ -1,0 +1,75 @@
+"""task=eval (the default): load the model, install the compressor, evaluate the benchmark,
+log metrics, predictions and overlays.
+
+    python -m vzexp                                   # VisionZip on the tiny default
+    python -m vzexp compressor=none data.limit=8
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from hydra.utils import instantiate
+
+from vzexp.engine.trainer import seed_everything
+from vzexp.errors import ConfigError
+from vzexp.models.install import install
+from vzexp.models.load import build_compressor, load_model
+from vzexp.models.registry import FAMILIES
+from vzexp.tasks.base import Context, Task
+from vzexp.tasks.common import evaluate_and_log, predictions_path
+
+log = logging.getLogger("vzexp")
+
+
+@dataclass
+class EvalTask(Task):
+    """Prefill + greedy generation, scored and timed."""
+
+    name: str = "eval"
+    max_new_tokens: int = 4
+    predictions_file: str = "predictions.jsonl"  # the merged copy in the run's output dir
+    # Predictions are written per batch under predictions_dir, in a file named after the config
+    # (model, compressor, data, tokens, seed): a killed run restarted with the same config
+    # resumes there. resume=false starts that file again.
+    predictions_dir: str = "predictions"
+    resume: bool = True
+    overlays: int = 4  # kept-token overlays of the first samples, logged under overlays/
+    # dialogues (data=shapes_dialogue): also ask every turn by re-sending the image and the
+    # whole conversation, timed beside the cached turns (dialogue_time_saved)
+    dialogue_baseline: bool = False
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ConfigError("task.max_new_tokens", self.max_new_tokens, "an integer >= 1")
+        if self.overlays < 0:
+            raise ConfigError("task.overlays", self.overlays, "an integer >= 0 (0: none)")
+
+    def prepare(self, settings) -> None:
+        family = settings.model.family
+        if family is not None and family not in FAMILIES:
+            raise ConfigError("model.family", family, f"null or one of {', '.join(FAMILIES)}")
+        self.compressor = build_compressor(settings)  # an impossible budget fails here
+
+    def run_name(self, settings) -> str:
+        return f"{settings.compressor.get('name')}-t{settings.tokens}"
+
+    def run(self, settings, context: Context) -> dict[str, float]:
+        seed_everything(settings.seed)
+        dataset = instantiate(settings.data.dataset)
+        words = dataset.vocabulary() if hasattr(dataset, "vocabulary") else []
+        model, processor = load_model(settings, words)
+        install(model, self.compressor, layout=settings.model.layout)
+        log.info("visual tokens per image: %d", model.vzexp_tokens_per_image)
+        metrics = evaluate_and_log(
+            settings,
+            model,
+            processor,
+            dataset,
+            predictions_path(settings),
+            context.tracker,
+            context.out / self.predictions_file,
+        )
+        context.tracker.log_metrics(metrics)
+        return metrics
