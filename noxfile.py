@@ -20,8 +20,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
+    """ruff, and the architecture's import contracts (pyproject.toml, [tool.importlinter])."""
     session.run("ruff", "check", "src", "tests", "experiments", "noxfile.py")
     session.run("ruff", "format", "--check", "src", "tests", "experiments", "noxfile.py")
+    session.run("lint-imports")
 
 
 @nox.session
