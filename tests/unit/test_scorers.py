@@ -1,6 +1,6 @@
-"""Official benchmark scoring rules (vzexp.data.benchmarks.<name>) on hand-worked cases, awkward ones
-included. Each expected value is worked out by hand from the official script's rule, see the
-comments."""
+"""Official benchmark scoring rules (vzexp.data.benchmarks.<name>) on hand-worked cases,
+awkward ones included. Each expected value is worked out by hand from the official script's
+rule, see the comments. The ScienceQA, SEED-Bench and MMBench rules have their own test files."""
 
 from __future__ import annotations
 

@@ -27,8 +27,9 @@ Circular evaluation (vlmeval/dataset/utils/multiple_choice.py `mcq_circular_eval
 its own gold letter; without a judge an output without a verdict is "Z", i.e. wrong (a
 GPT-judged run would ask the judge instead, so free-text outputs score higher there).
 
-The output is whitespace-stripped first (as LLaVA's generation scripts write it); of the rules
-above only the 2026 length limit can tell the difference.
+The output is whitespace-stripped first (as LLaVA's generation scripts write it): the letter rules
+split on whitespace anyway; the text rules see the difference only through the 2026 length limit
+and option texts that begin or end with a space.
 
 Record: "prediction", "answer" = gold letter, meta["options"] = option texts in order (a missing
 one, None/NaN/"", is skipped as `build_choices` skips NaN cells), meta["circular_id"] = the id the
@@ -36,7 +37,7 @@ rotated copies of one question share (MMBench's TSV index modulo 1_000_000, VLME
 without it a record is its own group).
 
 Metrics: "accuracy" (circular, over questions) and "accuracy_single" (plain, over rows). No
-records give no metrics (VLMEvalKit reports an empty table).
+records give no metrics.
 """
 
 from __future__ import annotations
