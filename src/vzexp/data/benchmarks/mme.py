@@ -17,9 +17,10 @@ Metrics per subtask: acc = share of questions right; acc_plus = share of images 
 are ALL right; score = 100 * acc + 100 * acc_plus (0..200). "perception" sums the scores of the
 10 perception subtasks present, "cognition" those of the 4 cognition subtasks present.
 
-Deviation: calculation.py pairs consecutive lines of a subtask file and asserts two per image; vzexp
-groups by (subtask, meta["image"]) and accepts any group size (acc_plus needs all of the group
-right), so a subset run does not crash -- on the full benchmark the result is identical.
+Deviation: calculation.py pairs consecutive lines of a subtask file and asserts two per image;
+vzexp groups by (subtask, meta["image"]) and accepts any group size (acc_plus needs all of the
+group right), so a subset run does not crash -- on the full benchmark the result is identical.
+No records give no metrics (the official divides by the subtask's count).
 """
 
 from __future__ import annotations

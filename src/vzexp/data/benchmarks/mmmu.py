@@ -27,7 +27,9 @@ float, or a gold string is a substring of a predicted string. So "3.0" matches g
 Deviation: the official random fallback draws from one module-level `random` seeded 42 at
 import, so the letter depends on the order records are scored. vzexp draws from
 ``random.Random(42 + crc32(record id))``: deterministic per record, independent of order and
-batching, and still uniform over the options.
+batching, and still uniform over the options. Where the official code crashes: a
+multiple-choice record without options scores 0 (random.choice of nothing raises), and no records
+give no metrics (the accuracy divides by the count).
 """
 
 from __future__ import annotations
