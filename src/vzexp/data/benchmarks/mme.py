@@ -20,7 +20,7 @@ are ALL right; score = 100 * acc + 100 * acc_plus (0..200). "perception" sums th
 Deviation: calculation.py pairs consecutive lines of a subtask file and asserts two per image;
 vzexp groups by (subtask, meta["image"]) and accepts any group size (acc_plus needs all of the
 group right), so a subset run does not crash -- on the full benchmark the result is identical.
-No records give no metrics (the official divides by the subtask's count).
+No records give no metrics.
 """
 
 from __future__ import annotations
