@@ -5,6 +5,7 @@ stops the run with one line, exit 2, the run FAILED and the predictions so far k
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 from benchmark_fixtures import fixtures
@@ -99,3 +100,96 @@ def test_on_bad_image_skip_records_counts_and_scores_the_rest(tmp_path, cli_env)
     _, found = runs(cli_env)
     latest = max(found, key=lambda r: r.info.start_time)
     assert latest.data.metrics["samples"] == 3 and "skipped_samples" not in latest.data.metrics
+
+
+def test_score_task_rescores_scienceqa_with_llavas_rule(tmp_path, cli_env):
+    # eval_science_qa.py reads a letter from "B" and "The answer is B." only: a sentence with
+    # nothing after the letter and a letter followed by a newline are FAILED there
+    outputs = ["B", "The answer is B", "B\nIt barks.", "The answer is B."]
+    records = [
+        {
+            "id": str(k),
+            "prediction": output,
+            "answer": "B",
+            "meta": {"options": ["cat", "dog", "bird"]},
+            "visual_tokens": 4,
+        }
+        for k, output in enumerate(outputs)
+    ]
+    path = tmp_path / "old_predictions.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    args = ["task=score", "data=scienceqa", f"task.predictions={path}", "logger=none"]
+    proc = run_cli(args, cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (rescored,) = tmp_path.rglob("predictions.rescored.jsonl")
+    scored = [json.loads(line) for line in rescored.read_text().splitlines()]
+    assert [r["correct"] for r in scored] == [1.0, 0.0, 0.0, 1.0]
+    assert any(
+        line.split() == ["|", "accuracy", "|", "0.5", "|"] for line in proc.stdout.splitlines()
+    )
+
+
+DUMMY_MODULE = '''
+"""A benchmark added from outside vzexp: its reader and its scorer in one module."""
+
+from PIL import Image
+from torch.utils.data import Dataset
+
+from vzexp.data.sample import Sample
+from vzexp.data.scoring import Scorer
+
+
+class Squares(Dataset):
+    def __init__(self, size):
+        self.size = size
+
+    def __len__(self):
+        return self.size
+
+    def __getitem__(self, i):
+        image = Image.new("RGB", (32, 32), (200, 30, 30))
+        return Sample(id=f"sq-{i}", image=image, question="What color?", answer="red")
+
+
+def sample(record):
+    return float(record["answer"] == "red")  # every sample right, whatever the model says
+
+
+def metrics(records):
+    return {"squares_scored": float(len(records)), "squares_marker": 7.0}
+
+
+scorer = Scorer("squares", sample, metrics)
+'''
+
+DUMMY_YAML = """name: squares
+dataset:
+  _target_: squares_bench.Squares
+  size: 3
+batch_size: 3
+scorer: squares_bench.scorer
+"""
+
+
+def test_a_benchmark_is_one_module_and_one_yaml(tmp_path, cli_env):
+    plugin, conf = tmp_path / "plugin", tmp_path / "myconf" / "data"
+    plugin.mkdir()
+    conf.mkdir(parents=True)
+    (plugin / "squares_bench.py").write_text(DUMMY_MODULE)
+    (conf / "squares.yaml").write_text(DUMMY_YAML)
+    env = {**cli_env, "PYTHONPATH": f"{plugin}{os.pathsep}{cli_env['PYTHONPATH']}"}
+    args = [f"hydra.searchpath=[file://{tmp_path / 'myconf'}]", "data=squares", "logger=none"]
+    proc = run_cli([*args, "model=tiny_random", "task.max_new_tokens=2"], env, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = {
+        cells[0]: cells[1]
+        for line in proc.stdout.splitlines()
+        if len(cells := [c.strip() for c in line.strip("|").split("|")]) == 2
+    }
+    assert table["data"] == "squares"
+    assert (table["squares_scored"], table["squares_marker"]) == ("3", "7")
+    assert table["accuracy"] == "1"  # the module's per-sample score (a random model's outputs
+    # do not match "red" exactly)
+    (predictions,) = tmp_path.rglob("predictions.jsonl")
+    lines = predictions.read_text().splitlines()
+    assert [json.loads(line)["correct"] for line in lines] == [1.0, 1.0, 1.0]

@@ -12,20 +12,23 @@ import numpy as np
 import pytest
 from benchmark_fixtures import fixtures, picture
 
-from vzexp.data import benchmarks as B
+from vzexp.data.benchmarks import gqa, mmbench, mme, mmmu, pope, scienceqa, seed, textvqa, vqav2
+from vzexp.data.benchmarks.common import LETTER, SHORT
 from vzexp.data.scoring import scorer_for
 from vzexp.errors import MissingPathError
 
+SCORER = "vzexp.data.benchmarks.{}.scorer"  # what conf/data/<name>.yaml names
+
 CLASSES = {
-    "pope": B.POPE,
-    "mme": B.MME,
-    "vqav2": B.VQAv2,
-    "textvqa": B.TextVQA,
-    "gqa": B.GQA,
-    "scienceqa": B.ScienceQA,
-    "seed": B.SEEDBench,
-    "mmbench": B.MMBench,
-    "mmmu": B.MMMU,
+    "pope": pope.POPE,
+    "mme": mme.MME,
+    "vqav2": vqav2.VQAv2,
+    "textvqa": textvqa.TextVQA,
+    "gqa": gqa.GQA,
+    "scienceqa": scienceqa.ScienceQA,
+    "seed": seed.SEEDBench,
+    "mmbench": mmbench.MMBench,
+    "mmmu": mmmu.MMMU,
 }
 
 
@@ -43,21 +46,21 @@ def records(dataset, predictions):
 
 
 def test_pope(roots):
-    ds = B.POPE(roots["pope"])
+    ds = pope.POPE(roots["pope"])
     s = ds[0]
-    assert s.question == f"Is there a dog in the image?\n{B.SHORT}"
+    assert s.question == f"Is there a dog in the image?\n{SHORT}"
     assert (s.answer, s.meta["category"], s.image.size) == ("yes", "adversarial", (24, 24))
-    metrics = scorer_for(ds.scorer).metrics(records(ds, ["Yes.", "No", "yes"]))
+    metrics = scorer_for(SCORER.format("pope")).metrics(records(ds, ["Yes.", "No", "yes"]))
     assert metrics["accuracy"] == pytest.approx(2 / 3)
     assert metrics["random/accuracy"] == 0.0 and metrics["adversarial/accuracy"] == 1.0
 
 
 def test_mme_pairs_questions_of_one_image(roots):
-    ds = B.MME(roots["mme"])
-    assert ds[0].question == f"Are there two dogs?\n{B.SHORT}"
+    ds = mme.MME(roots["mme"])
+    assert ds[0].question == f"Are there two dogs?\n{SHORT}"
     assert ds[0].meta == {"category": "count", "image": "count/1.jpg"}
     assert len({ds.sample_id(i) for i in range(len(ds))}) == 2  # two questions, one image
-    metrics = scorer_for("mme").metrics(records(ds, ["Yes", "Yes"]))
+    metrics = scorer_for(SCORER.format("mme")).metrics(records(ds, ["Yes", "Yes"]))
     # acc 1/2, acc+ 0 (the image's pair is not both right): score 50
     assert metrics["count/score"] == pytest.approx(50.0)
 
@@ -66,49 +69,55 @@ def test_mme_pairs_questions_of_one_image(roots):
 def test_vqa_soft_accuracy_from_ten_answers(roots, name):
     ds = CLASSES[name](roots[name])
     assert ds[0].answer == "3" and len(ds[0].meta["answers"]) == 10
-    metrics = scorer_for(name).metrics(records(ds, ["2", "Red"]))
+    metrics = scorer_for(SCORER.format(name)).metrics(records(ds, ["2", "Red"]))
     assert metrics["accuracy"] == pytest.approx((0.6 + 1.0) / 2)  # 2 of 10 annotators: 0.6
 
 
 def test_gqa_joins_questions_to_their_images(roots):
-    ds = B.GQA(str(roots["gqa"]))
+    ds = gqa.GQA(str(roots["gqa"]))
     assert [ds.sample_id(i) for i in range(2)] == ["g1", "g2"]
     assert np.array_equal(np.asarray(ds[0].image), np.asarray(picture(1)))  # imageId i2
-    assert scorer_for("gqa").metrics(records(ds, ["No.", "right"]))["accuracy"] == 0.5
+    assert (
+        scorer_for(SCORER.format("gqa")).metrics(records(ds, ["No.", "right"]))["accuracy"] == 0.5
+    )
 
 
 def test_scienceqa_letters_and_context(roots):
-    ds = B.ScienceQA(roots["scienceqa"])
-    assert ds[0].question == f"Context: Animals.\nWhich is a mammal?\nA. cat\nB. frog\n{B.LETTER}"
+    ds = scienceqa.ScienceQA(roots["scienceqa"])
+    assert ds[0].question == f"Context: Animals.\nWhich is a mammal?\nA. cat\nB. frog\n{LETTER}"
     assert ds[1].question.startswith("Which is hot?\nA. ice\nB. sun\nC. snow")
     assert [ds[0].answer, ds[1].answer] == ["A", "B"]
-    assert scorer_for("scienceqa").metrics(records(ds, ["A", "C"]))["accuracy"] == 0.5
+    assert (
+        scorer_for(SCORER.format("scienceqa")).metrics(records(ds, ["A", "C"]))["accuracy"] == 0.5
+    )
 
 
 def test_seed_keeps_image_questions_only(roots):
-    ds = B.SEEDBench(roots["seed"])
+    ds = seed.SEEDBench(roots["seed"])
     assert len(ds) == 1 and ds[0].answer == "B"
-    assert ds[0].question == f"How many?\nA. 1\nB. 2\nC. 3\nD. 4\n{B.LETTER}"
+    assert ds[0].question == f"How many?\nA. 1\nB. 2\nC. 3\nD. 4\n{LETTER}"
 
 
 def test_mmbench_asks_every_rotation(roots):
-    ds = B.MMBench(roots["mmbench"])
+    ds = mmbench.MMBench(roots["mmbench"])
     assert len(ds) == 3 + 2  # 3 options -> 3 rotations; 2 options -> 2
     first, second = ds[0], ds[1]
-    assert first.question == f"A zoo.\nWhich animal?\nA. cat\nB. dog\nC. cow\n{B.LETTER}"
+    assert first.question == f"A zoo.\nWhich animal?\nA. cat\nB. dog\nC. cow\n{LETTER}"
     assert second.meta["options"] == ["dog", "cow", "cat"] and second.answer == "A"
     assert {ds[i].meta["circular_id"] for i in range(3)} == {7}
     # every rotation right for question 7, one wrong for question 8 -> circular 1/2
-    metrics = scorer_for("mmbench").metrics(records(ds, ["B", "A", "C", "A", "A"]))
+    metrics = scorer_for(SCORER.format("mmbench")).metrics(records(ds, ["B", "A", "C", "A", "A"]))
     assert metrics["accuracy"] == 0.5
 
 
 def test_mmmu_options_and_open_questions(roots):
-    ds = B.MMMU(roots["mmmu"])
-    assert ds[0].question == f"Which style?\nA. Baroque\nB. Cubism\n{B.LETTER}"
-    assert ds[1].question == f"What is x in?\n{B.SHORT}"
+    ds = mmmu.MMMU(roots["mmmu"])
+    assert ds[0].question == f"Which style?\nA. Baroque\nB. Cubism\n{LETTER}"
+    assert ds[1].question == f"What is x in?\n{SHORT}"
     assert ds[1].meta["question_type"] == "open"
-    assert scorer_for("mmmu").metrics(records(ds, ["B", "x = 3.0"]))["accuracy"] == 1.0
+    assert (
+        scorer_for(SCORER.format("mmmu")).metrics(records(ds, ["B", "x = 3.0"]))["accuracy"] == 1.0
+    )
 
 
 def jsonl(path, rows):
@@ -132,7 +141,7 @@ def test_llava_layout_pope_labels_by_category_in_order(tmp_path):
         [{"question_id": 9, "label": "yes"}, {"question_id": 9, "label": "no"}],
     )
     jsonl(tmp_path / "coco" / "coco_pope_popular.json", [{"question_id": 9, "label": "no"}])
-    ds = B.POPE(str(tmp_path), layout="llava")
+    ds = pope.POPE(str(tmp_path), layout="llava")
     assert [(ds[i].id, ds[i].answer, ds[i].meta["category"]) for i in range(3)] == [
         ("1", "yes", "random"),
         ("2", "no", "popular"),
@@ -147,7 +156,7 @@ def test_llava_layout_answer_files_of_gqa_textvqa_scienceqa(tmp_path):
     jsonl(tmp_path / "q.jsonl", q)
     # GQA: testdev_balanced_questions.json is a dict keyed by question id
     (tmp_path / "gqa.json").write_text(json.dumps({"g1": {"answer": "left", "imageId": "x"}}))
-    ds = B.GQA(
+    ds = gqa.GQA(
         str(tmp_path), layout="llava", questions="q.jsonl", annotations="gqa.json", images="."
     )
     assert ds[0].answer == "left"
@@ -156,7 +165,7 @@ def test_llava_layout_answer_files_of_gqa_textvqa_scienceqa(tmp_path):
     (tmp_path / "tv.json").write_text(
         json.dumps({"data": [{"question_id": "g1", "answers": answers}]})
     )
-    ds = B.TextVQA(
+    ds = textvqa.TextVQA(
         str(tmp_path), layout="llava", questions="q.jsonl", annotations="tv.json", images="."
     )
     assert (ds[0].answer, ds[0].meta["answers"]) == ("stop", answers)
@@ -175,7 +184,7 @@ def test_llava_layout_answer_files_of_gqa_textvqa_scienceqa(tmp_path):
             {"7": {"answer": 1, "choices": ["x", "y"]}, "8": {"answer": 0, "choices": ["p"]}}
         )
     )
-    ds = B.ScienceQA(str(tmp_path), layout="llava", questions="cqm.json", images=".")
+    ds = scienceqa.ScienceQA(str(tmp_path), layout="llava", questions="cqm.json", images=".")
     assert len(ds) == 1  # the -IMG set: questions with an image
     assert (ds[0].question, ds[0].answer, ds[0].meta["options"]) == (
         "Which?\nA. x\nB. y",
@@ -186,23 +195,23 @@ def test_llava_layout_answer_files_of_gqa_textvqa_scienceqa(tmp_path):
 
 def test_missing_malformed_and_corrupt_data(tmp_path):
     with pytest.raises(MissingPathError, match="data.dataset.root is not set"):
-        B.POPE(None)
+        pope.POPE(None)
     with pytest.raises(MissingPathError, match="no such directory"):
-        B.POPE(str(tmp_path / "nope"))
+        pope.POPE(str(tmp_path / "nope"))
     with pytest.raises(MissingPathError, match="no .parquet files"):
-        B.POPE(str(tmp_path))
+        pope.POPE(str(tmp_path))
     files = dict(layout="llava", questions="q.jsonl", annotations="a.jsonl", images="images")
     (tmp_path / "q.jsonl").write_text('{"question_id": 1, "image": "x.png", "text": "q"}\n{oops\n')
     (tmp_path / "a.jsonl").write_text("")
     with pytest.raises(MissingPathError, match="line 2 is not valid JSON"):
-        B.POPE(str(tmp_path), **files)
+        pope.POPE(str(tmp_path), **files)
     (tmp_path / "q.jsonl").write_text('{"question_id": 1, "image": "x.png", "text": "q"}\n')
     with pytest.raises(MissingPathError, match="no answer for question_id 1"):
-        B.POPE(str(tmp_path), **files)
+        pope.POPE(str(tmp_path), **files)
     (tmp_path / "a.jsonl").write_text('{"question_id": 1, "label": "yes"}\n')
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "x.png").write_bytes(b"not a png")
-    ds = B.POPE(str(tmp_path), **files)
+    ds = pope.POPE(str(tmp_path), **files)
     with pytest.raises(MissingPathError, match="image of sample '1' could not be read"):
         ds[0]
 
@@ -215,13 +224,13 @@ def test_llava_layout_mmbench_tsv_and_seed_json(tmp_path):
     (tmp_path / "mmbench_dev_20230712.tsv").write_text(
         header + f"3\tWhich?\t\tcat\tdog\t\t\tB\tanimals\t{encoded}\n"
     )
-    ds = B.MMBench(str(tmp_path), layout="llava")
+    ds = mmbench.MMBench(str(tmp_path), layout="llava")
     assert [ds[i].answer for i in range(len(ds))] == ["B", "A"]  # two rotations
-    assert ds[0].question == f"Which?\nA. cat\nB. dog\n{B.LETTER}"
+    assert ds[0].question == f"Which?\nA. cat\nB. dog\n{LETTER}"
     assert np.array_equal(np.asarray(ds[0].image), np.asarray(picture(0)))
     (tmp_path / "bad.tsv").write_text("a\tb\n1\t2\n")
     with pytest.raises(MissingPathError, match="not MMBench's TSV"):
-        B.MMBench(str(tmp_path), layout="llava", questions="bad.tsv")
+        mmbench.MMBench(str(tmp_path), layout="llava", questions="bad.tsv")
     # SEED: llava-seed-bench.jsonl + SEED-Bench.json {"questions": [...]}
     picture(1).save(tmp_path / "s.jpg")
     jsonl(
@@ -231,47 +240,47 @@ def test_llava_layout_mmbench_tsv_and_seed_json(tmp_path):
     (tmp_path / "SEED-Bench.json").write_text(
         json.dumps({"questions": [{"question_id": "s1", "answer": "C", "data_type": "image"}]})
     )
-    ds = B.SEEDBench(str(tmp_path), layout="llava")
+    ds = seed.SEEDBench(str(tmp_path), layout="llava")
     assert (ds[0].id, ds[0].question, ds[0].answer) == ("s1", "How?", "C")
 
 
 def test_llava_layout_mme_answers_from_its_txt_files(tmp_path):
     # MME_Benchmark_release_version: count/ keeps image + txt side by side; artwork/ keeps
     # images/ and questions_answers_YN/ (as LLaVA's convert_answer_to_mme.py reads them)
-    mme = tmp_path / "MME_Benchmark_release_version"
-    (mme / "count").mkdir(parents=True)
-    picture(0).save(mme / "count" / "1.png")
-    (mme / "count" / "1.txt").write_text(
+    release = tmp_path / "MME_Benchmark_release_version"
+    (release / "count").mkdir(parents=True)
+    picture(0).save(release / "count" / "1.png")
+    (release / "count" / "1.txt").write_text(
         "Are there two dogs? Please answer yes or no.\tYes\n"
         "Are there three dogs? Please answer yes or no.\tNo\n"
     )
-    (mme / "artwork" / "images").mkdir(parents=True)
-    (mme / "artwork" / "questions_answers_YN").mkdir()
-    picture(1).save(mme / "artwork" / "images" / "9.png")
-    (mme / "artwork" / "questions_answers_YN" / "9.txt").write_text(
+    (release / "artwork" / "images").mkdir(parents=True)
+    (release / "artwork" / "questions_answers_YN").mkdir()
+    picture(1).save(release / "artwork" / "images" / "9.png")
+    (release / "artwork" / "questions_answers_YN" / "9.txt").write_text(
         "Is this by Monet?  Please answer yes or no.\tNo\n"
     )
     questions = [
         {
             "question_id": "count/1.png",
             "image": "count/1.png",
-            "text": f"Are there two dogs?\n{B.SHORT}",
+            "text": f"Are there two dogs?\n{SHORT}",
         },
         {
             "question_id": "count/1.png",
             "image": "count/1.png",
-            "text": f"Are there three dogs?\n{B.SHORT}",
+            "text": f"Are there three dogs?\n{SHORT}",
         },
         {
             "question_id": "artwork/9.png",
             "image": "artwork/9.png",
-            "text": f"Is this by Monet?\n{B.SHORT}",
+            "text": f"Is this by Monet?\n{SHORT}",
         },
     ]
     jsonl(tmp_path / "llava_mme.jsonl", questions)
-    ds = B.MME(str(tmp_path), layout="llava")
+    ds = mme.MME(str(tmp_path), layout="llava")
     assert [ds[i].answer for i in range(3)] == ["Yes", "No", "No"]
     assert ds[2].meta == {"category": "artwork", "image": "artwork/9.png"}
     assert np.array_equal(np.asarray(ds[2].image), np.asarray(picture(1)))
-    metrics = scorer_for("mme").metrics(records(ds, ["yes", "no", "yes"]))
+    metrics = scorer_for(SCORER.format("mme")).metrics(records(ds, ["yes", "no", "yes"]))
     assert metrics["count/score"] == 200.0 and metrics["artwork/score"] == 0.0

@@ -1,44 +1,46 @@
-"""Official benchmark scoring rules (vzexp.data.scorers) on hand-worked cases, awkward ones
-included. Each expected value is worked out by hand from the official script's rule, see the
-comments."""
+"""Official benchmark scoring rules (vzexp.data.benchmarks.<name>) on hand-worked cases,
+awkward ones included. Each expected value is worked out by hand from the official script's
+rule, see the comments. The ScienceQA, SEED-Bench and MMBench rules have their own test files."""
 
 from __future__ import annotations
 
 import random
 import zlib
+from pathlib import Path
 
 import pytest
+from hydra.utils import get_class
+from omegaconf import OmegaConf
 
-from vzexp.data.scorers import (
-    SAMPLE_SCORES,
-    SCORERS,
-    evalai_normalize,
-    gqa_match,
-    parse_mme,
-    parse_option_letter,
-    parse_pope,
-    parse_scienceqa_letter,
-    parse_seed_letter,
-    textvqa_accuracy,
-    vqa_accuracy,
-    vqa_process,
-)
-from vzexp.data.scorers.mmmu import eval_open, parse_multi_choice_response, parse_open_response
-from vzexp.data.scorers.normalize import process_punctuation
-from vzexp.data.scorers.vqa import leave_one_out_accuracy
+from vzexp.data.benchmarks.gqa import gqa_match
+from vzexp.data.benchmarks.mme import parse_mme
+from vzexp.data.benchmarks.mmmu import eval_open, parse_multi_choice_response, parse_open_response
+from vzexp.data.benchmarks.pope import parse_pope
+from vzexp.data.benchmarks.textvqa import textvqa_accuracy
+from vzexp.data.benchmarks.vqa_normalize import evalai_normalize, process_punctuation, vqa_process
+from vzexp.data.benchmarks.vqav2 import leave_one_out_accuracy, vqa_accuracy
+from vzexp.data.scoring import scorer_for
+from vzexp.errors import ConfigError
 
+CONF = Path(__file__).resolve().parents[2] / "conf" / "data"
 BENCHMARKS = ["vqav2", "textvqa", "gqa", "pope", "mme", "scienceqa", "seed", "mmbench", "mmmu"]
+# each benchmark's scorer as its data config names it (conf/data/<name>.yaml: data.scorer)
+SCORERS = {name: scorer_for(f"vzexp.data.benchmarks.{name}.scorer") for name in BENCHMARKS}
 
 
 def rec(prediction, answer="", id="q", **meta):
     return {"id": id, "prediction": prediction, "answer": answer, "meta": meta}
 
 
-def test_registry_keys():
-    assert set(SCORERS) == set(BENCHMARKS)
-    assert set(SAMPLE_SCORES) == set(SCORERS)
-    for name in SCORERS:
-        assert SCORERS[name]([]) == {}
+@pytest.mark.parametrize("path", sorted(CONF.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_data_config_names_a_scorer_and_a_reader(path):
+    config = OmegaConf.load(path)
+    scorer = scorer_for(config.scorer)
+    assert callable(scorer.sample) and callable(scorer.metrics)
+    assert isinstance(get_class(config.dataset._target_), type)
+    if path.stem in BENCHMARKS:
+        assert config.scorer == f"vzexp.data.benchmarks.{path.stem}.scorer"
+        assert scorer.metrics([]) == {}  # no records, no metrics (the official scripts crash)
 
 
 # --- VQA normalisation -------------------------------------------------------------------------
@@ -127,7 +129,7 @@ def test_vqa_two_of_ten_is_point_six():
     answers = ["red"] * 2 + ["blue"] * 5 + ["navy"] * 3
     assert vqa_accuracy("Red.", answers) == pytest.approx(0.6)
     assert vqa_accuracy("red", answers) == pytest.approx(0.6)
-    assert SAMPLE_SCORES["vqav2"](rec("red") | {"answers": answers}) == pytest.approx(0.6)
+    assert SCORERS["vqav2"].sample(rec("red") | {"answers": answers}) == pytest.approx(0.6)
 
 
 def test_vqa_number_words_and_digits():
@@ -172,7 +174,7 @@ def test_textvqa():
     assert textvqa_accuracy("3,000", answers) == pytest.approx(0.9)
     # "Three." -> "3": 5 matches -> 1.0
     assert textvqa_accuracy("Three.", answers) == 1.0
-    out = SCORERS["textvqa"](
+    out = SCORERS["textvqa"].metrics(
         [rec("3,000", answers=answers), rec("3,000 feet", answers=answers) | {"answers": answers}]
     )
     # "3,000 feet" -> "3000 feet": 2 matches -> 0.6; mean (0.9 + 0.6) / 2 = 0.75
@@ -181,7 +183,7 @@ def test_textvqa():
 
 def test_vqav2_scorer_reads_answers_from_meta():
     answers = ["yes"] * 10
-    out = SCORERS["vqav2"]([rec("Yes", answers=answers), rec("no", answers=answers)])
+    out = SCORERS["vqav2"].metrics([rec("Yes", answers=answers), rec("no", answers=answers)])
     assert out == {"accuracy": 0.5}
 
 
@@ -236,7 +238,7 @@ def test_pope_metrics_table():
         ("adversarial", "yes", "There isn't a dog."),  # parsed "yes": TP
     ]
     records = [rec(p, g, id=str(i), category=s) for i, (s, g, p) in enumerate(rows)]
-    out = SCORERS["pope"](records)
+    out = SCORERS["pope"].metrics(records)
     # all: TP=3 FP=2 TN=2 FN=1
     assert out["accuracy"] == pytest.approx(5 / 8)  # (3 + 2) / 8
     assert out["precision"] == pytest.approx(3 / 5)  # 3 / (3 + 2)
@@ -258,11 +260,11 @@ def test_pope_metrics_table():
     assert not any(k.startswith("popular/") for k in out)
     assert out["split_mean/f1"] == pytest.approx(0.65)  # (0.8 + 0.5) / 2
     assert out["split_mean/accuracy"] == pytest.approx(0.625)  # (0.75 + 0.5) / 2
-    assert [SAMPLE_SCORES["pope"](r) for r in records] == [1, 1, 0, 1, 1, 0, 0, 1]
+    assert [SCORERS["pope"].sample(r) for r in records] == [1, 1, 0, 1, 1, 0, 0, 1]
 
 
 def test_pope_all_no_has_zero_precision_not_an_error():
-    out = SCORERS["pope"]([rec("No", "yes"), rec("No", "no")])
+    out = SCORERS["pope"].metrics([rec("No", "yes"), rec("No", "no")])
     assert out["precision"] == out["recall"] == out["f1"] == 0.0
     assert out["accuracy"] == 0.5 and out["yes_ratio"] == 0.0
 
@@ -308,7 +310,7 @@ def test_mme_acc_plus_pairs_by_image():
         # not an MME subtask: reported, summed nowhere
         rec("Yes", "Yes", category="foo", image="f1"),
     ]
-    out = SCORERS["mme"](records)
+    out = SCORERS["mme"].metrics(records)
     assert out["existence/acc"] == 0.75  # 3 of 4 questions
     assert out["existence/acc_plus"] == 0.5  # 1 of 2 images
     assert out["existence/score"] == pytest.approx(125.0)  # 75 + 50
@@ -319,108 +321,10 @@ def test_mme_acc_plus_pairs_by_image():
     assert out["foo/score"] == pytest.approx(200.0)
     assert out["perception"] == pytest.approx(125 + 50 + 200)
     assert out["cognition"] == pytest.approx(200.0)
-    assert SAMPLE_SCORES["mme"](records[3]) == 0.0
-
-
-# --- option letters ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "text, n, expected",
-    [
-        ("B", 4, "B"),
-        (" B ", 4, "B"),  # a bare letter after strip
-        ("B.", 4, None),  # neither bare nor "B. ..." (too short): FAILED in eval_science_qa.py
-        ("B. The cat", 4, "B"),
-        ("B\nBecause cats", 4, "B"),  # the newline becomes ". "
-        ("(B)", 4, None),
-        ("The answer is B.", 4, "B"),
-        ("The answer is B", 4, "B"),
-        ("I think the answer is B.", 4, None),  # case-sensitive "The answer is "
-        ("The answer is B or The answer is C.", 4, "C"),  # the "<X>." pattern is tried first
-        ("b", 4, None),  # lower case fails
-        ("E", 4, None),  # beyond the options
-        ("E", 5, "E"),
-        ("AB", 4, None),
-    ],
-)
-def test_parse_scienceqa_letter(text, n, expected):
-    assert parse_scienceqa_letter(text, n) == expected
-
-
-def test_scienceqa_scorer():
-    opts = ["cat", "dog", "bird"]
-    records = [
-        rec("B", "B", options=opts),
-        rec("(B)", "B", options=opts),
-        rec("C", "B", options=opts),
-    ]
-    assert SCORERS["scienceqa"](records) == {"accuracy": pytest.approx(1 / 3)}
-
-
-@pytest.mark.parametrize(
-    "text, letter",
-    [("B", "B"), ("B.", "B"), ("B. cat", "B"), ("(B)", "("), ("The answer is B.", "T"), ("b", "b")],
-)
-def test_parse_seed_letter(text, letter):
-    assert parse_seed_letter(text) == letter
-
-
-def test_seed_scorer():
-    records = [rec("B", "B"), rec("B.", "B"), rec("(B)", "B"), rec("b", "B")]
-    assert SCORERS["seed"](records) == {"accuracy": 0.5}
+    assert SCORERS["mme"].sample(records[3]) == 0.0
 
 
 OPTIONS = ["cat", "dog", "red cat", "bird"]
-
-
-@pytest.mark.parametrize(
-    "text, expected",
-    [
-        ("B", "B"),
-        ("(B)", "B"),  # brackets become spaces
-        ("B.", "B"),
-        ("The answer is B.", "B"),
-        ("b", None),  # letters are case-sensitive; "b" is not an option text either
-        ("A or B", None),  # two letters: undecided
-        ("I think it's A, a cat", "A"),  # the 'A is a quantifier' guard is off by default
-        ("The answer is dog", "B"),  # no letter: option text "dog" is in the output
-        ("red cat", None),  # "cat" and "red cat" both occur: undecided
-        ("E", None),  # only A-D exist here
-        ("Z", None),  # VLMEvalKit's explicit "no option"
-        ("Z, it is a dog", None),  # a lone Z is final: no fall back to the option text
-        ("Cannot determine the answer", None),  # refusal
-        ("", None),
-    ],
-)
-def test_parse_option_letter(text, expected):
-    assert parse_option_letter(text, OPTIONS) == expected
-
-
-# --- MMBench -----------------------------------------------------------------------------------
-
-
-def test_mmbench_circular_one_rotation_wrong():
-    def rotations(circular_id, preds, golds):
-        return [
-            rec(p, g, id=f"{circular_id}-{k}", options=OPTIONS, circular_id=circular_id)
-            for k, (p, g) in enumerate(zip(preds, golds))
-        ]
-
-    records = (
-        # question 1: every rotation right -> counts
-        rotations(1, ["A", "(B)", "C.", "The answer is D"], ["A", "B", "C", "D"])
-        # question 2: 3 of 4 rotations right -> does not count
-        + rotations(2, ["B", "C", "D", "B"], ["B", "C", "D", "A"])
-        # question 3: an output the rules cannot map counts wrong (no GPT judge)
-        + rotations(3, ["C", "I do not know"], ["C", "A"])
-        # question 4: no circular_id -> its own group
-        + [rec("dog", "B", id="solo", options=OPTIONS)]
-    )
-    out = SCORERS["mmbench"](records)
-    assert out["accuracy"] == pytest.approx(2 / 4)  # questions 1 and 4
-    assert out["accuracy_single"] == pytest.approx(9 / 11)  # 4 + 3 + 1 + 1 right of 11 rows
-    assert [SAMPLE_SCORES["mmbench"](r) for r in records[4:8]] == [1, 1, 1, 0]
 
 
 # --- MMMU --------------------------------------------------------------------------------------
@@ -458,7 +362,7 @@ def test_mmmu_unparsable_choice_is_random_but_deterministic():
     # "B. cat": no "(B)", no " B " (the period is attached), only 2 words -> random as well.
     assert mc("B. cat", "mmmu-7") == expected
     record = rec("b", expected, id="mmmu-7", options=OPTIONS, question_type="multiple-choice")
-    assert SAMPLE_SCORES["mmmu"](record) == 1.0
+    assert SCORERS["mmmu"].sample(record) == 1.0
 
 
 @pytest.mark.parametrize(
@@ -478,7 +382,7 @@ def test_mmmu_unparsable_choice_is_random_but_deterministic():
 )
 def test_mmmu_open(text, gold, expected):
     record = rec(text, gold, id="o", question_type="open")
-    assert SAMPLE_SCORES["mmmu"](record) == float(expected)
+    assert SCORERS["mmmu"].sample(record) == float(expected)
 
 
 def test_mmmu_open_parsing_details():
@@ -495,7 +399,7 @@ def test_mmmu_scorer_micro_and_per_type():
         rec("C", "B", id="2", options=OPTIONS, question_type="multiple-choice"),
         rec("3.0", "3", id="3", question_type="open"),
     ]
-    out = SCORERS["mmmu"](records)
+    out = SCORERS["mmmu"].metrics(records)
     assert out["accuracy"] == pytest.approx(2 / 3)  # micro over the 3 records
     assert out["multiple-choice/accuracy"] == 0.5
     assert out["open/accuracy"] == 1.0
@@ -514,16 +418,34 @@ def test_sample_scores_are_in_unit_interval():
         "mmmu": rec("A", "A", options=OPTIONS, question_type="multiple-choice"),
     }
     for name, record in records.items():
-        assert 0.0 <= SAMPLE_SCORES[name](record) <= 1.0, name
-    assert SAMPLE_SCORES["vqav2"](records["vqav2"]) == pytest.approx(0.6)
+        assert 0.0 <= SCORERS[name].sample(record) <= 1.0, name
+    assert SCORERS["vqav2"].sample(records["vqav2"]) == pytest.approx(0.6)
 
 
-def test_scorer_for_names_the_data_scorer_key():
-    from vzexp.data.scoring import scorer_for
-    from vzexp.errors import ConfigError
-
-    pope = scorer_for("pope")
+def test_scorer_for_takes_a_dotted_path_or_exact_match():
+    pope = scorer_for("vzexp.data.benchmarks.pope.scorer")
+    assert pope.name == "pope"
     assert pope.sample(rec("No, there is not.", "no", category="random")) == 1.0
     assert scorer_for("exact_match").sample(rec("The Dog.", "dog")) == 1.0
-    with pytest.raises(ConfigError, match=r"data.scorer='nope' is not allowed: one of .*mmbench"):
-        scorer_for("nope")
+    assert scorer_for("vzexp.data.benchmarks.seed.llava_scorer").name == "seed_llava"
+
+
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        ("pope", "exact_match, or the dotted path of a vzexp.data.scoring.Scorer"),
+        (
+            "vzexp.data.benchmarks.nope.scorer",
+            "module vzexp.data.benchmarks.nope cannot be imported",
+        ),
+        ("vzexp.data.benchmarks.pope.nope", "module vzexp.data.benchmarks.pope has no nope"),
+        ("vzexp.data.benchmarks.pope.POPE", "POPE is not a Scorer"),
+    ],
+)
+def test_an_unknown_scorer_is_one_line_naming_data_scorer(value, reason):
+    with pytest.raises(ConfigError) as err:
+        scorer_for(value)
+    message = str(err.value)
+    assert message.startswith(f"data.scorer={value!r} is not allowed: {reason}")
+    assert "vzexp.data.benchmarks.mmbench.scorer_2026" in message  # the built-in ones listed
+    assert "\n" not in message

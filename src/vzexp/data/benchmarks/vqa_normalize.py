@@ -1,4 +1,5 @@
-"""The VQA answer normalisation, as the official VQA evaluation and EvalAI apply it.
+"""The VQA answer normalisation, as the official VQA evaluation and EvalAI apply it (shared by
+the VQAv2 and TextVQA scorers).
 
 Two entry points:
 

@@ -1,8 +1,15 @@
-"""Small helpers shared by the scorers."""
+"""What the benchmark scorers share: the fields of a prediction record.
+
+A record is a dict with "id", "prediction" (the raw model output), "answer" (the gold answer) and
+"meta" (the sample's extra fields: options, category, annotator answers, ...), as
+vzexp.engine.evaluate writes it to the predictions file."""
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable, Iterable
+
+LETTERS = string.ascii_uppercase  # option letters, in order
 
 
 def prediction(record: dict) -> str:
@@ -11,6 +18,7 @@ def prediction(record: dict) -> str:
 
 
 def meta(record: dict) -> dict:
+    """The record's meta fields ({} when it has none)."""
     return record.get("meta") or {}
 
 
@@ -31,7 +39,8 @@ def mean(values: Iterable[float]) -> float:
 
 
 def accuracy_scorer(sample: Callable[[dict], float]) -> Callable[[list[dict]], dict[str, float]]:
-    """A scorer whose only metric is the mean per-record score."""
+    """metrics(records) whose only metric, "accuracy", is the mean per-record score; no records
+    give no metrics (the official scripts divide by the count and crash there)."""
 
     def score(records: list[dict]) -> dict[str, float]:
         if not records:

@@ -1,4 +1,7 @@
-"""POPE (object hallucination, yes/no), as LLaVA's llava/eval/eval_pope.py scores it.
+"""POPE (object hallucination, yes/no): the reader (lmms-lab/POPE parquet, or LLaVA's
+llava_pope_test.jsonl with coco/coco_pope_<split>.json) and the scorer.
+
+Scorer rule: haotian-liu/LLaVA llava/eval/eval_pope.py (commit ce1aa08 of 2023-10-11).
 
 Record: "prediction", "answer" ("yes"/"no"), meta["category"] in {"adversarial", "popular",
 "random"} (optional; without it only the overall metrics are reported).
@@ -19,7 +22,13 @@ compared after strip/lower-case (the official: anything but exactly "no" is posi
 
 from __future__ import annotations
 
-from vzexp.data.scorers._common import mean, meta, prediction
+from collections import Counter
+from pathlib import Path
+
+from vzexp.data.benchmarks.common import SHORT, Benchmark, cell_text, read_jsonl
+from vzexp.data.benchmarks.records import mean, meta, prediction
+from vzexp.data.scoring import Scorer
+from vzexp.errors import MissingPathError
 
 SPLITS = ("adversarial", "popular", "random")
 
@@ -75,3 +84,45 @@ def score_pope(records: list[dict]) -> dict[str, float]:
         out["split_mean/f1"] = mean(m["f1"] for m in per_split.values())
         out["split_mean/accuracy"] = mean(m["accuracy"] for m in per_split.values())
     return out
+
+
+scorer = Scorer("pope", pope_sample, score_pope)
+
+
+class POPE(Benchmark):
+    name = "pope"
+    llava_files = {"questions": "llava_pope_test.jsonl", "annotations": "coco", "images": "val2014"}
+
+    def llava_golds(self, path: Path) -> list[dict]:
+        """As LLaVA's eval_pope.py: the questions of each category, in file order, against the
+        lines of <annotations>/coco_pope_<category>.json, in order."""
+        if path.is_file():
+            return super().llava_golds(path)
+        by_category: dict[str, list[dict]] = {}
+        for category in dict.fromkeys(row.get("category", "") for row in self.rows):
+            label_file = path / f"coco_pope_{category}.json"
+            by_category[category] = read_jsonl(label_file, "data.dataset.annotations")
+        golds, seen = [], Counter()
+        for row in self.rows:
+            category = row.get("category", "")
+            labels = by_category[category]
+            if seen[category] >= len(labels):
+                raise MissingPathError(
+                    f"data.dataset.annotations={str(path)!r}: coco_pope_{category}.json has "
+                    f"fewer lines ({len(labels)}) than the {category} questions"
+                )
+            golds.append(labels[seen[category]])
+            seen[category] += 1
+        return golds
+
+    def expand(self, i: int) -> list[dict]:
+        row = self.rows[i]
+        return [
+            {
+                "id": str(row.get("question_id", row.get("id", i))),
+                "question": f"{cell_text(row['question'])}\n{SHORT}",
+                "answer": cell_text(row["answer"]).lower(),
+                "meta": {"category": cell_text(row.get("category"))},
+                "image": self.row_image(i),
+            }
+        ]

@@ -1,18 +1,46 @@
-"""Open-answer scorers: VQAv2, TextVQA and GQA.
+"""VQAv2 (val): the reader (lmms-lab/VQAv2 parquet, or LLaVA's question JSONL plus an annotation
+file of question_id + answers) and the official soft accuracy over the annotators' answers.
 
-Soft VQA accuracy (both VQAv2 and TextVQA): with n human answers (10 in both datasets), the score
-of a prediction is the mean, over the n ways of leaving one annotator out, of
+Scorer rule: GT-Vision-Lab/VQA PythonEvaluationTools/vqaEvaluation/vqaEval.py at master (commit
+a013f00; the maintainers confirm the rule in GT-Vision-Lab/VQA issue #14), after mmf's
+EvalAIAnswerProcessor as LLaVA's scripts/convert_vqav2_for_submission.py applies it.
+
+Soft VQA accuracy: with n human answers (10 in VQAv2 and TextVQA), the score of a prediction is
+the mean, over the n ways of leaving one annotator out, of
 ``min(1, #(remaining answers equal to the prediction) / 3)``. With 10 answers that gives
 1 match -> 0.3, 2 -> 0.6, 3 -> 0.9, 4 or more -> 1.0.
 
 Record fields: "prediction"; "answers" (the human answers; read from record["answers"], else
-record["meta"]["answers"]) for VQAv2/TextVQA; "answer" for GQA.
+record["meta"]["answers"]). Zero annotators score 0.0 (the official divides by their count);
+no records give no metrics.
 """
 
 from __future__ import annotations
 
-from vzexp.data.scorers._common import accuracy_scorer, annotator_answers, prediction
-from vzexp.data.scorers.normalize import clean_whitespace, evalai_normalize, vqa_process
+from collections import Counter
+
+from vzexp.data.benchmarks.common import SHORT, Benchmark, cell_text
+from vzexp.data.benchmarks.records import accuracy_scorer, annotator_answers, prediction
+from vzexp.data.benchmarks.vqa_normalize import clean_whitespace, evalai_normalize, vqa_process
+from vzexp.data.scoring import Scorer
+
+
+class VQAv2(Benchmark):
+    name = "vqav2"
+
+    def expand(self, i: int) -> list[dict]:
+        row = self.rows[i]
+        answers = [a["answer"] if isinstance(a, dict) else a for a in row["answers"]]
+        return [
+            {
+                "id": str(row["question_id"]),
+                "question": f"{cell_text(row['question'])}\n{SHORT}",
+                "answer": cell_text(row.get("multiple_choice_answer"))
+                or Counter(answers).most_common(1)[0][0],
+                "meta": {"answers": answers},
+                "image": self.row_image(i),
+            }
+        ]
 
 
 def leave_one_out_accuracy(pred: str, answers: list[str]) -> float:
@@ -42,9 +70,9 @@ def vqa_accuracy(prediction: str, answers: list[str], *, evalai_preprocess: bool
 
     With ``evalai_preprocess`` (the default) the prediction first goes through mmf's
     EvalAIAnswerProcessor, as LLaVA's scripts/convert_vqav2_for_submission.py does before the
-    upload to the EvalAI server (which runs the official evaluation). lmms-eval's vqav2 task did
+    upload to the EvalAI server (which runs the official evaluation). lmms-eval's vqav2 task does
     the same. Consequences kept on purpose: "A" becomes "" (article), "man's" becomes "man 's"
-    and no longer matches the annotators' "man's", and "two" becomes "2" even when the
+    and then fails to match the annotators' "man's", and "two" becomes "2" even when the
     annotators unanimously wrote "two".
 
     Deviation: older, widely copied versions of vqaEval.py (e.g. salesforce/LAVIS) always
@@ -59,35 +87,8 @@ def vqa_accuracy(prediction: str, answers: list[str], *, evalai_preprocess: bool
     return leave_one_out_accuracy(pred, gts)
 
 
-def textvqa_accuracy(prediction: str, answers: list[str]) -> float:
-    """TextVQA soft accuracy: mmf's TextVQAAccuracyEvaluator (mmf/utils/m4c_evaluators.py,
-    used by LLaVA's llava/eval/eval_textvqa.py): the prediction AND every human answer go through
-    EvalAIAnswerProcessor, then leave-one-out soft accuracy. The official class asserts exactly
-    10 answers; we accept any number (same formula)."""
-    return leave_one_out_accuracy(
-        evalai_normalize(prediction), [evalai_normalize(a) for a in answers]
-    )
-
-
-def gqa_match(prediction: str, answer: str) -> float:
-    """GQA exact match as LLaVA computes it: scripts/convert_gqa_for_eval.py turns the
-    prediction into ``text.rstrip('.').lower()`` and GQA's official eval.py scores
-    ``predicted == gold`` with the gold answer untouched (GQA golds are lower-case already)."""
-    return float(prediction.strip().rstrip(".").lower() == answer)
-
-
 def vqav2_sample(record: dict) -> float:
     return vqa_accuracy(prediction(record), annotator_answers(record))
 
 
-def textvqa_sample(record: dict) -> float:
-    return textvqa_accuracy(prediction(record), annotator_answers(record))
-
-
-def gqa_sample(record: dict) -> float:
-    return gqa_match(prediction(record), str(record["answer"]))
-
-
-score_vqav2 = accuracy_scorer(vqav2_sample)
-score_textvqa = accuracy_scorer(textvqa_sample)
-score_gqa = accuracy_scorer(gqa_sample)
+scorer = Scorer("vqav2", vqav2_sample, accuracy_scorer(vqav2_sample))

@@ -1,5 +1,9 @@
-"""MMMU, following MMMU-Benchmark/MMMU eval/eval_utils.py (parse_multi_choice_response,
-parse_open_response, eval_multi_choice, eval_open) as driven by eval/main_parse_and_eval.py.
+"""MMMU (validation): the reader (lmms-lab/MMMU parquet; first image only, "<image N>" marks
+removed) and the scorer.
+
+Scorer rule: MMMU-Benchmark/MMMU eval/eval_utils.py at commit 78e9c75 (2023-12-16; the same file
+is mmmu/utils/eval_utils.py from aa9b70d on): parse_multi_choice_response, parse_open_response,
+eval_multi_choice, eval_open, as driven by eval/main_parse_and_eval.py.
 
 Record: "id", "prediction", "answer" (multiple-choice: the gold letter; open: the gold string, or a
 list of accepted strings -- a string that spells a Python list, e.g. "['0.5', '1/2']", as in the
@@ -21,9 +25,11 @@ float, or a gold string is a substring of a predicted string. So "3.0" matches g
 "The answer is 3" matches too.
 
 Deviation: the official random fallback draws from one module-level `random` seeded 42 at
-import, so the letter depends on the order records are scored. We draw from
+import, so the letter depends on the order records are scored. vzexp draws from
 ``random.Random(42 + crc32(record id))``: deterministic per record, independent of order and
-batching, and still uniform over the options.
+batching, and still uniform over the options. Where the official code crashes: a
+multiple-choice record without options scores 0 (random.choice of nothing raises), and no records
+give no metrics (the accuracy divides by the count).
 """
 
 from __future__ import annotations
@@ -33,8 +39,9 @@ import random
 import re
 import zlib
 
-from vzexp.data.scorers._common import meta, prediction
-from vzexp.data.scorers.options import LETTERS
+from vzexp.data.benchmarks.common import LETTER, SHORT, Benchmark, cell_text, lettered
+from vzexp.data.benchmarks.records import LETTERS, meta, prediction
+from vzexp.data.scoring import Scorer
 
 SEED = 42
 
@@ -197,3 +204,33 @@ def score_mmmu(records: list[dict]) -> dict[str, float]:
     for qtype, scores in by_type.items():
         out[f"{qtype}/accuracy"] = sum(scores) / len(scores)
     return out
+
+
+scorer = Scorer("mmmu", mmmu_sample, score_mmmu)
+
+
+class MMMU(Benchmark):
+    """lmms-lab/MMMU (validation): the first image only (one image per sample here); the
+    question's "<image N>" marks are removed."""
+
+    name = "mmmu"
+
+    def expand(self, i: int) -> list[dict]:
+        row = self.rows[i]
+        question = re.sub(r"\s*<image \d+>", "", cell_text(row["question"])).strip()
+        raw = row.get("options")
+        options = ast.literal_eval(raw) if isinstance(raw, str) and raw.strip() else (raw or [])
+        kind = cell_text(row.get("question_type")) or "multiple-choice"
+        if kind == "multiple-choice":
+            prompt = f"{question}\n{lettered(options)}\n{LETTER}"
+        else:
+            prompt = f"{question}\n{SHORT}"
+        return [
+            {
+                "id": cell_text(row["id"]),
+                "question": prompt,
+                "answer": cell_text(row["answer"]),
+                "meta": {"options": options, "question_type": kind},
+                "image": self.row_image(i, "image_1"),
+            }
+        ]
