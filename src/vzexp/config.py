@@ -127,7 +127,7 @@ class DataConfig:
     limit: int | None = None
     batch_size: int = 8
     num_workers: int = 0
-    # the benchmark's official rule (vzexp.data.scorers); per type breakdowns come from meta
+    # exact_match, or a Scorer by its dotted path (vzexp.data.benchmarks.pope.scorer)
     scorer: str = "exact_match"
     # an unreadable or truncated image: fail (stop, one line) or skip (record it as skipped,
     # score the rest, report the count as skipped_samples)
