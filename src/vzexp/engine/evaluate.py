@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from transformers.generation.streamers import BaseStreamer
 
 from vzexp.data.sample import Sample
-from vzexp.data.scoring import exact_match
+from vzexp.data.scorer import exact_match
 
 
 class Collator:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from vzexp.data.benchmarks.common import SHORT, Benchmark, cell_text, image_loader, read_parquet
 from vzexp.data.benchmarks.records import accuracy_scorer, prediction
-from vzexp.data.scoring import Scorer
+from vzexp.data.scorer import Scorer
 from vzexp.errors import MissingPathError
 
 

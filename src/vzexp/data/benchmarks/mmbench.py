@@ -48,7 +48,7 @@ from collections import defaultdict
 
 from vzexp.data.benchmarks.common import LETTER, Benchmark, cell_text, lettered
 from vzexp.data.benchmarks.records import LETTERS, mean, meta, prediction
-from vzexp.data.scoring import Scorer
+from vzexp.data.scorer import Scorer
 from vzexp.errors import MissingPathError
 
 NO_OPTION = "Z"  # VLMEvalKit's verdict "the output picks no option": final, never a gold letter

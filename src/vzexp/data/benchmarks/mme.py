@@ -32,7 +32,7 @@ from PIL import Image
 
 from vzexp.data.benchmarks.common import SHORT, Benchmark, cell_text
 from vzexp.data.benchmarks.records import meta, prediction
-from vzexp.data.scoring import Scorer
+from vzexp.data.scorer import Scorer
 from vzexp.errors import MissingPathError
 
 PERCEPTION = (

@@ -41,7 +41,7 @@ import zlib
 
 from vzexp.data.benchmarks.common import LETTER, SHORT, Benchmark, cell_text, lettered
 from vzexp.data.benchmarks.records import LETTERS, meta, prediction
-from vzexp.data.scoring import Scorer
+from vzexp.data.scorer import Scorer
 
 SEED = 42
 

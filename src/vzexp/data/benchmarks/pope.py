@@ -27,7 +27,7 @@ from pathlib import Path
 
 from vzexp.data.benchmarks.common import SHORT, Benchmark, cell_text, read_jsonl
 from vzexp.data.benchmarks.records import mean, meta, prediction
-from vzexp.data.scoring import Scorer
+from vzexp.data.scorer import Scorer
 from vzexp.errors import MissingPathError
 
 SPLITS = ("adversarial", "popular", "random")

@@ -30,7 +30,7 @@ import re
 
 from vzexp.data.benchmarks.common import LETTER, Benchmark, cell_text, lettered
 from vzexp.data.benchmarks.records import accuracy_scorer, meta, prediction
-from vzexp.data.scoring import Scorer
+from vzexp.data.scorer import Scorer
 
 OPTIONS = ("A", "B", "C", "D", "E")  # eval_science_qa.py's --options default
 ANSWER_IS = re.compile(r"The answer is ([A-Z]).")

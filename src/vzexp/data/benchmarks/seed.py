@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from vzexp.data.benchmarks.common import LETTER, Benchmark, cell_text, lettered
 from vzexp.data.benchmarks.records import accuracy_scorer, prediction
-from vzexp.data.scoring import Scorer
+from vzexp.data.scorer import Scorer
 
 
 def parse_seed_letter(text: str) -> str:

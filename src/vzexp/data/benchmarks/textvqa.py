@@ -16,7 +16,7 @@ from __future__ import annotations
 from vzexp.data.benchmarks.records import accuracy_scorer, annotator_answers, prediction
 from vzexp.data.benchmarks.vqa_normalize import evalai_normalize
 from vzexp.data.benchmarks.vqav2 import VQAv2, leave_one_out_accuracy
-from vzexp.data.scoring import Scorer
+from vzexp.data.scorer import Scorer
 
 
 class TextVQA(VQAv2):

@@ -22,7 +22,7 @@ from collections import Counter
 from vzexp.data.benchmarks.common import SHORT, Benchmark, cell_text
 from vzexp.data.benchmarks.records import accuracy_scorer, annotator_answers, prediction
 from vzexp.data.benchmarks.vqa_normalize import clean_whitespace, evalai_normalize, vqa_process
-from vzexp.data.scoring import Scorer
+from vzexp.data.scorer import Scorer
 
 
 class VQAv2(Benchmark):
