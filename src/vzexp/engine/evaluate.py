@@ -9,7 +9,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 from transformers.generation.streamers import BaseStreamer
 
 from vzexp.data.sample import Sample
@@ -65,24 +65,16 @@ class Collator:
 
 
 class EvalDataModule(L.LightningDataModule):
-    def __init__(
-        self,
-        dataset: Dataset,
-        processor,
-        batch_size: int = 8,
-        limit: int | None = None,
-        num_workers: int = 0,
-    ):
+    """The samples still to predict (data.limit and resume are applied by the caller)."""
+
+    def __init__(self, dataset: Dataset, processor, batch_size: int = 8, num_workers: int = 0):
         super().__init__()
         self.dataset, self.processor = dataset, processor
-        self.batch_size, self.limit, self.num_workers = batch_size, limit, num_workers
+        self.batch_size, self.num_workers = batch_size, num_workers
 
     def predict_dataloader(self) -> DataLoader:
-        data = self.dataset
-        if self.limit is not None:  # the first N samples, as lmms-eval's --limit
-            data = Subset(data, range(min(self.limit, len(data))))
         return DataLoader(
-            data,
+            self.dataset,
             batch_size=self.batch_size,
             shuffle=False,
             num_workers=self.num_workers,
