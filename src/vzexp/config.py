@@ -332,7 +332,7 @@ def _merge(schema: type, plain: dict[str, Any], prefix: str = "") -> Any:
     except OmegaConfBaseException as exc:
         inner = getattr(exc, "full_key", None) or ""
         full = ".".join(filter(None, (prefix, inner))) or "config"
-        raise ConfigError(full, _offending_value(plain, inner), _first_line(exc)) from None
+        raise ConfigError(full, _offending_value(plain, inner), omegaconf_reason(exc)) from None
 
 
 def as_plain(node: Any) -> dict[str, Any]:
@@ -360,7 +360,8 @@ def _offending_value(plain: dict, key: str) -> Any:
     return node
 
 
-def _first_line(exc: Exception) -> str:
+def omegaconf_reason(exc: Exception) -> str:
+    """The gist of an OmegaConf validation error, as the `allowed` clause of a ConfigError."""
     msg = getattr(exc, "msg", None) or str(exc)
     line = msg.strip().splitlines()[0]
     # OmegaConf says "Value 'abc' of type 'str' could not be converted to Integer": keep the gist.
