@@ -37,8 +37,8 @@ class ProjectorTuner(Scheduled):
     (`TrunkCache`), and later epochs run the trained layers alone.
 
     A model loaded in bfloat16 (`model.dtype=bfloat16`, with `trainer.precision=bf16-mixed`)
-    keeps its frozen parts in bfloat16, where this CPU's matrix products run ~2.7x faster, and
-    the trained ones in float32 under autocast: an AdamW update (lr x ~1) is below a bfloat16
+    keeps its frozen parts in bfloat16 (faster where the hardware computes bfloat16 natively),
+    and the trained ones in float32 under autocast: an AdamW update (lr x ~1) is below a bfloat16
     weight's resolution (2^-8 of it). The caller casts the model back after saving them."""
 
     def __init__(
