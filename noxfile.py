@@ -21,8 +21,9 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff, and the architecture's import contracts (pyproject.toml, [tool.importlinter])."""
-    session.run("ruff", "check", "src", "tests", "experiments", "docs", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "experiments", "docs", "noxfile.py")
+    paths = ["src", "tests", "experiments", "docs/gen_reference.py", "noxfile.py"]
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
     session.run("lint-imports")
 
 
