@@ -264,13 +264,14 @@ def build() -> str:
         if isinstance(entry, dict):
             ((group, option),) = entry.items()
             lines.append(f"| `{group}` | `{show(option)}` |")
-    lines += [
-        "",
-        *schema_table(
-            [f for f in schema_fields("vzexp.config", "VzexpConfig") if f.name in root_data]
-        ),
-        "",
+    # top-level keys: the schema's types, conf/config.yaml's values and comments
+    root_comments = key_comments(root_text)
+    top = [
+        Field(f.name, f.type, show(root_data[f.name]), root_comments.get(f.name) or f.comment)
+        for f in schema_fields("vzexp.config", "VzexpConfig")
+        if f.name in root_data
     ]
+    lines += ["", *schema_table(top), ""]
     for group, schema, what in GROUPS:
         folder = CONF / group
         options = sorted(folder.glob("*.yaml"))
