@@ -21,9 +21,18 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff, and the architecture's import contracts (pyproject.toml, [tool.importlinter])."""
-    session.run("ruff", "check", "src", "tests", "experiments", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "experiments", "noxfile.py")
+    paths = ["src", "tests", "experiments", "docs/gen_reference.py", "noxfile.py"]
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
     session.run("lint-imports")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation: regenerate the configuration reference from conf/ and the schemas, then
+    build the site with mkdocs in strict mode (a broken link or a page missing from the nav fails)."""
+    session.run("python", "docs/gen_reference.py")
+    session.run("mkdocs", "build", "--strict", *session.posargs)
 
 
 @nox.session

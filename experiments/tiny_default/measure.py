@@ -1,4 +1,4 @@
-"""Measures the tiny default's targets (issue 3) and writes results.json + results.md here.
+"""Measures the tiny default's targets and writes results.json + results.md here.
 
     python experiments/tiny_default/measure.py
     python experiments/tiny_default/measure.py --model tiny_shapes_budget   # -> results.tiny_shapes_budget.*

@@ -5,7 +5,7 @@ same test split (results.json, measure.py), and the VisionZip - random margin ag
 noise. Writes results.tuned.{md,json} beside this script.
 
     python -m vzexp +experiment=tune_tiny_budget
-    python experiments/tiny_default/summarize_tuned.py [--suffix .llm_lr3e-4]
+    python experiments/tiny_default/summarize_tuned.py [--suffix .NAME]
 """
 
 from __future__ import annotations
