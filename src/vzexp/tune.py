@@ -234,6 +234,7 @@ def train_stage(
     the stage's metrics, named `<prefix>tune/...`."""
     from vzexp.data.instruct import InstructDataset
     from vzexp.engine.feature_cache import FeatureCache
+    from vzexp.engine.trainer import make_trainer
     from vzexp.engine.tuning import (
         AtomicCheckpointIO,
         EpochCheckpoint,
@@ -241,9 +242,8 @@ def train_stage(
         TuneDataModule,
     )
     from vzexp.models.llava import tokens_per_image
-    from vzexp.models.tiny_recipe import _attached_logger
     from vzexp.paths import cache_dir
-    from vzexp.run import rank, trainer_settings
+    from vzexp.run import rank
 
     task = settings.task
     records, image_root = training_records(settings)
@@ -287,21 +287,20 @@ def train_stage(
     resume_from = str(last) if task.resume and last.is_file() else None
     if resume_from and rank() == 0:
         log.info("resuming the tuning from %s", last)
-    # a stage's own metric names (stage2-tune/loss): each stage's steps start at 0
-    logger = _attached_logger(tracker, settings, prefix=prefix.rstrip("/"))
     timer = EpochTimer()
-    trainer = L.Trainer(
-        **trainer_settings(settings),
+    trainer = make_trainer(
+        settings.trainer,
+        tracker,
+        # a stage's own metric names (stage2-tune/loss): each stage's steps start at 0
+        metric_prefix=prefix.rstrip("/"),
         max_epochs=task.epochs,
         accumulate_grad_batches=task.accumulate,
         gradient_clip_val=task.grad_clip,
         use_distributed_sampler=False,  # TuneDataModule shards itself, the same way for 1 or N
-        logger=logger or False,
         log_every_n_steps=1,
         callbacks=[EpochCheckpoint(last), timer],
         enable_checkpointing=False,  # EpochCheckpoint writes last.ckpt itself
         plugins=[AtomicCheckpointIO()],
-        enable_model_summary=False,
         default_root_dir=str(out),
     )
     trainer.fit(tuner, datamodule=data, ckpt_path=resume_from)
