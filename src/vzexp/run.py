@@ -195,7 +195,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
             config_file.write_text(OmegaConf.to_yaml(OmegaConf.create(params)))
             tracker.log_artifact(config_file)
         if building:
-            from vzexp.models.tiny_recipe import build_tiny
+            from vzexp.recipes.tiny_shapes.recipe import build_tiny
 
             return build_tiny(settings, tracker, out, predictor(settings, tracker))
         if scoring:

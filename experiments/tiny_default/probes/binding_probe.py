@@ -23,13 +23,13 @@ from omegaconf import OmegaConf
 from vzexp.data.conversation import IGNORE_INDEX
 from vzexp.data.shapes import ShapesQA, ShapesScenes
 from vzexp.engine.schedule import warmup_cosine
-from vzexp.engine.tiny_training import (
+from vzexp.models.build import assemble, load_checkpoint
+from vzexp.recipes.tiny_shapes.data import (
     CAPTION_PROMPT,
     Conversations,
     RenderedScenes,
     normalize_pixels,
 )
-from vzexp.models.build import assemble, load_checkpoint
 
 torch.set_num_threads(int(os.environ.get("T", "1")))
 path, name, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -163,7 +163,7 @@ def evaluate_text() -> str:
 # -> E[its colour] + E[its shape], a background patch -> E["."] (the LLM's own embeddings, as
 # they are when the phase runs), so that visual tokens start out as "merged words"
 from vzexp.data.shapes import COLORS, SHAPES
-from vzexp.engine.tiny_training import patch_labels
+from vzexp.recipes.tiny_shapes.data import patch_labels
 
 grid = int(train_feats.shape[1] ** 0.5)
 cids = {c: i + 1 for i, c in enumerate(COLORS)}

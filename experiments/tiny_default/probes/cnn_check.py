@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from vzexp.data.shapes import COLORS, SHAPES, ShapesScenes
-from vzexp.engine.tiny_training import Collate, RenderedScenes, TowerTargets
+from vzexp.recipes.tiny_shapes.data import Collate, RenderedScenes, TowerTargets
 
 LOCAL = sys.argv[1:] == ["local"]
 torch.set_num_threads(1 if LOCAL else 2)

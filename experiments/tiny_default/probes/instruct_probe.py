@@ -8,14 +8,15 @@ import torch
 from omegaconf import OmegaConf
 
 from vzexp.data.shapes import ShapesScenes
-from vzexp.engine.tiny_training import (
+from vzexp.engine.training import StepModule
+from vzexp.models.build import assemble
+from vzexp.recipes.tiny_shapes.data import (
     CAPTION_PROMPT,
     Collate,
     Conversations,
-    LlavaStage,
     RenderedScenes,
 )
-from vzexp.models.build import assemble
+from vzexp.recipes.tiny_shapes.objectives import LlavaStage
 
 types = sys.argv[1].split(",") if len(sys.argv) > 1 and sys.argv[1] != "all" else None
 lr = float(sys.argv[2]) if len(sys.argv) > 2 else 1e-3
@@ -32,10 +33,14 @@ col = Collate(
     proc.tokenizer.pad_token_id, proc.image_processor.image_mean, proc.image_processor.image_std
 )
 loader = torch.utils.data.DataLoader(data, batch_size=16, shuffle=True, collate_fn=col)
-m = LlavaStage(
-    model, "x", ("projector", "llm"), lr=lr, weight_decay=0.0, warmup_steps=20, total_steps=100000
+m = StepModule(
+    LlavaStage(model, "x", ("projector", "llm")),
+    lr=lr,
+    weight_decay=0.0,
+    warmup_steps=20,
+    total_steps=100000,
 )
-m.log = lambda *a, **k: None
+m.log_dict = lambda *a, **k: None
 m.train()
 [opt], [sch] = m.configure_optimizers()
 sched = sch["scheduler"]

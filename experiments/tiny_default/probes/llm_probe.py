@@ -15,9 +15,11 @@ import time
 import torch
 
 from vzexp.data.shapes import ShapesScenes
-from vzexp.engine.tiny_training import Collate, Conversations, LlavaStage, RenderedScenes
+from vzexp.engine.training import StepModule
 from vzexp.models.build import load_checkpoint
-from vzexp.models.mimetic_init import mimetic_init_
+from vzexp.recipes.tiny_shapes.data import Collate, Conversations, RenderedScenes
+from vzexp.recipes.tiny_shapes.mimetic_init import mimetic_init_
+from vzexp.recipes.tiny_shapes.objectives import LlavaStage
 
 torch.set_num_threads(int(os.environ.get("T", "1")))
 path, variant, lr, steps = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
@@ -25,8 +27,8 @@ torch.manual_seed(0)
 trained, _ = load_checkpoint(path)
 from omegaconf import OmegaConf
 
-from vzexp.engine.tiny_training import CAPTION_PROMPT
 from vzexp.models.build import assemble
+from vzexp.recipes.tiny_shapes.data import CAPTION_PROMPT
 
 src0 = ShapesScenes(split="train", size=2, seed=0)
 enc = OmegaConf.to_container(OmegaConf.load("conf/encoder/tiny_clip.yaml"))
@@ -42,10 +44,8 @@ if variant == "mimetic":
     )
 sc = RenderedScenes.build(ShapesScenes(split="train", size=4000, seed=0))
 data = Conversations(sc, proc, 196, "qa", 10, 0)
-st = LlavaStage(
-    model,
-    "instruct",
-    ("projector", "llm"),
+st = StepModule(
+    LlavaStage(model, "instruct", ("projector", "llm")),
     lr=lr,
     weight_decay=0.0,
     warmup_steps=100,
@@ -54,7 +54,7 @@ st = LlavaStage(
 if variant == "unfrozen":
     model.model.vision_tower.requires_grad_(True)
 logs = []
-st.log = lambda k, v, **kw: logs.append(float(v))
+st.log_dict = lambda d, **kw: logs.extend(float(v) for v in d.values())
 [opt], [s] = st.configure_optimizers()
 s = s["scheduler"]
 im = proc.image_processor

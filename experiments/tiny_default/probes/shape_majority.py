@@ -7,7 +7,7 @@ Measured: circle 0.396, square 0.393, triangle 0.144, diamond 0.067."""
 import torch
 
 from vzexp.data.shapes import COLORS, SHAPES, ShapesScenes
-from vzexp.engine.tiny_training import patch_labels
+from vzexp.recipes.tiny_shapes.data import patch_labels
 
 source = ShapesScenes(split="train", size=6000, seed=0)
 colors = {c: i + 1 for i, c in enumerate(COLORS)}

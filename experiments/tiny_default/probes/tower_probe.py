@@ -7,7 +7,9 @@ import torch
 from transformers import AutoConfig, CLIPVisionModel
 
 from vzexp.data.shapes import COLORS, SHAPES, ShapesScenes
-from vzexp.engine.tiny_training import Collate, RenderedScenes, TowerPretrainer, TowerTargets
+from vzexp.engine.training import StepModule
+from vzexp.recipes.tiny_shapes.data import Collate, RenderedScenes, TowerTargets
+from vzexp.recipes.tiny_shapes.objectives import TowerPretrainer
 
 width, layers, lr, steps = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 torch.manual_seed(0)
@@ -25,8 +27,12 @@ cfg = AutoConfig.for_model(
     hidden_act="quick_gelu",
 )
 tower = CLIPVisionModel._from_config(cfg, attn_implementation="sdpa")
-m = TowerPretrainer(
-    tower, 24, 4, 6, 4, -2, lr=lr, weight_decay=0.05, warmup_steps=100, total_steps=steps
+m = StepModule(
+    TowerPretrainer(tower, 24, 4, 6, 4, -2),
+    lr=lr,
+    weight_decay=0.05,
+    warmup_steps=100,
+    total_steps=steps,
 )
 logs = {}
 m.log_dict = lambda d, **k: [logs.setdefault(a, []).append(float(b)) for a, b in d.items()]

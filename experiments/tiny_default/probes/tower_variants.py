@@ -2,7 +2,7 @@
 
     [PW=20] [T=threads] [CLIP=1] python tower_variants.py NAME POS BATCH LR STEPS [MLP_WIDTH] [PATCH]
 
-NAME containing "mimetic" applies vzexp.models.mimetic_init; POS is learned or sincos; PW weights the
+NAME containing "mimetic" applies vzexp.recipes.tiny_shapes.mimetic_init; POS is learned or sincos; PW weights the
 per-patch losses; CLIP=0 turns gradient clipping off. Logs: logs/{base,p16,m1,m2,mnc,pw5,pw20,pw20long}.log"""
 
 # ruff: noqa: E402, E741  (an ad-hoc script, kept as it was run)
@@ -15,7 +15,9 @@ import torch
 from transformers import AutoConfig, CLIPVisionModel
 
 from vzexp.data.shapes import COLORS, SHAPES, ShapesScenes
-from vzexp.engine.tiny_training import Collate, RenderedScenes, TowerPretrainer, TowerTargets
+from vzexp.engine.training import StepModule
+from vzexp.recipes.tiny_shapes.data import Collate, RenderedScenes, TowerTargets
+from vzexp.recipes.tiny_shapes.objectives import TowerPretrainer
 
 name, pos, bs, lr, steps = (
     sys.argv[1],
@@ -60,7 +62,7 @@ def sincos_2d(grid, dim):
     return torch.cat(out, 1)
 
 
-from vzexp.models.mimetic_init import mimetic_init_clip_tower
+from vzexp.recipes.tiny_shapes.mimetic_init import mimetic_init_clip_tower
 
 if "mimetic" in name:
     mimetic_init_clip_tower(tower, 0)
@@ -69,14 +71,8 @@ if pos == "sincos":
     with torch.no_grad():
         emb[1:] = sincos_2d(grid, 64) * 0.5
         emb[0] = 0
-m = TowerPretrainer(
-    tower,
-    24,
-    4,
-    6,
-    4,
-    -2,
-    patch_weight=float(os.environ.get("PW", "1")),
+m = StepModule(
+    TowerPretrainer(tower, 24, 4, 6, 4, -2, patch_weight=float(os.environ.get("PW", "1"))),
     lr=lr,
     weight_decay=0.05,
     warmup_steps=100,

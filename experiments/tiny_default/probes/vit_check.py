@@ -15,7 +15,7 @@ from torch import nn
 from transformers import AutoConfig, CLIPVisionModel
 
 from vzexp.data.shapes import COLORS, SHAPES, ShapesScenes
-from vzexp.engine.tiny_training import Collate, RenderedScenes, TowerTargets
+from vzexp.recipes.tiny_shapes.data import Collate, RenderedScenes, TowerTargets
 
 torch.set_num_threads(1)
 torch.manual_seed(0)
