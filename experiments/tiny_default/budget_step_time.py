@@ -15,10 +15,10 @@ import time
 import torch
 
 from vzexp.data.shapes import ShapesScenes
-from vzexp.engine.tiny_training import Collate, Conversations, LlavaStage, RenderedScenes
 from vzexp.models.build import load_checkpoint
-from vzexp.models.tiny_recipe import budget_compressors
 from vzexp.paths import resource_dir
+from vzexp.recipes.tiny_shapes.data import Collate, Conversations, RenderedScenes
+from vzexp.recipes.tiny_shapes.objectives import LlavaStage, budget_compressors
 
 BATCH, STEPS, WARMUP = 16, 8, 2
 
@@ -32,17 +32,7 @@ def main() -> None:
     data = Conversations(scenes, processor, 196, "qa", 10, 0, True, budgets=(kept,))
     image = processor.image_processor
     collate = Collate(processor.tokenizer.pad_token_id, image.image_mean, image.image_std)
-    module = LlavaStage(
-        model,
-        "instruct",
-        ("projector", "llm"),
-        compressors,
-        lr=1e-4,
-        weight_decay=0.0,
-        warmup_steps=1,
-        total_steps=100,
-    )
-    module.log = lambda *a, **k: None  # outside a Trainer
+    module = LlavaStage(model, "instruct", ("projector", "llm"), compressors)
     module.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     seconds: dict[str, list[float]] = {"all tokens": [], f"budget ({kept} tokens)": []}
@@ -52,7 +42,7 @@ def main() -> None:
             keys = scenes_now if name == "all tokens" else [(i, kept) for i in scenes_now]
             batch = collate([data[k] for k in keys])
             start = time.perf_counter()
-            module.training_step(batch, step).backward()
+            module(batch)[0].backward()
             optimizer.step()
             optimizer.zero_grad()
             seconds[name].append(time.perf_counter() - start)

@@ -23,7 +23,8 @@ import torch
 
 from vzexp.compress.visionzip import VisionZip
 from vzexp.data.instruct import InstructDataset, read_instruct
-from vzexp.data.shapes_instruct import INSTRUCT_FILE, shapes_instruct_dir
+from vzexp.data.shapes import INSTRUCT_FILE
+from vzexp.data.shapes_instruct import shapes_instruct_dir
 from vzexp.engine.feature_cache import FeatureCache
 from vzexp.engine.trainer import EpochTimer
 from vzexp.engine.tuning import ProjectorTuner, TuneDataModule

@@ -15,7 +15,7 @@ from vzexp_testing import loss_with_compressor
 from vzexp.compress.divprune import DivPrune
 from vzexp.compress.visionzip import VisionZip
 from vzexp.data.instruct import InstructDataset, collate, read_instruct
-from vzexp.data.shapes_instruct import INSTRUCT_FILE, export_instruct
+from vzexp.data.shapes import INSTRUCT_FILE, export_instruct
 from vzexp.engine.feature_cache import FeatureCache, check_cacheable
 from vzexp.engine.tuning import ProjectorTuner, TuneDataModule
 from vzexp.errors import ConfigError, MissingPathError

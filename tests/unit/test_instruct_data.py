@@ -8,7 +8,7 @@ import pytest
 
 from vzexp.data.conversation import IGNORE_INDEX
 from vzexp.data.instruct import InstructDataset, collate, read_instruct, take_slice
-from vzexp.data.shapes_instruct import INSTRUCT_FILE, export_instruct
+from vzexp.data.shapes import INSTRUCT_FILE, export_instruct
 from vzexp.errors import ConfigError, MissingPathError
 
 

@@ -4,7 +4,8 @@ Every sample is generated from (seed, split, index) with its own RNG, so sample 
 building 0..i-1 and the train and test splits are disjoint streams. The scene of a question is
 generated conditioned on the question type (the target first, then the rest of the scene), so
 every question is answerable by construction. `python -m vzexp.data.shapes export DIR` writes a
-split in the LLaVA evaluation format (PNG images + questions.jsonl).
+split in the LLaVA evaluation format (PNG images + questions.jsonl), `--split train --format
+instruct` the train split in LLaVA's instruction format (images + one JSON list).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import functools
 import json
 import math
+import os
 import random
 import re
 import sys
@@ -657,6 +659,58 @@ class ShapesScenes(Dataset):
         return vocabulary(self.max_objects)
 
 
+# --- LLaVA instruction format (task=tune's training data) -------------------------------------
+# Scene i becomes one multi-turn conversation: one question of each type the scene allows (picked
+# and ordered by a seeded generator), at most `turns` of them, the image in the first turn.
+
+INSTRUCT_FILE = "train.json"
+
+
+def instruct_conversation(qas: list, rng: random.Random, turns: int) -> list[dict]:
+    by_type: dict[str, list] = {}
+    for qa in qas:
+        by_type.setdefault(qa.type, []).append(qa)
+    picked = [rng.choice(group) for _, group in sorted(by_type.items())]
+    rng.shuffle(picked)
+    messages = []
+    for k, qa in enumerate(picked[:turns]):
+        question = f"<image>\n{qa.question}" if k == 0 else qa.question
+        messages += [{"from": "human", "value": question}, {"from": "gpt", "value": qa.answer}]
+    return messages
+
+
+def export_instruct(
+    out: Path,
+    scenes: int,
+    seed: int = 0,
+    image_size: int = 112,
+    max_objects: int = 4,
+    turns: int = 6,
+) -> int:
+    """Write out/images/<id>.png and out/train.json; returns the number of records."""
+    source = ShapesScenes("train", scenes, image_size, seed, max_objects)
+    images = out / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    records = []
+    for i in range(len(source)):
+        item = source[i]
+        name = f"shapes-train-{i:05d}.png"
+        item["image"].save(images / name, format="PNG")
+        rng = random.Random(f"instruct:{seed}:{i}")
+        records.append(
+            {
+                "id": name[:-4],
+                "image": name,
+                "conversations": instruct_conversation(item["qas"], rng, turns),
+            }
+        )
+    # written last and atomically: a present train.json means a complete export
+    tmp = out / f".{INSTRUCT_FILE}.{os.getpid()}"
+    tmp.write_text(json.dumps(records, indent=0))
+    os.replace(tmp, out / INSTRUCT_FILE)
+    return len(records)
+
+
 # --- export CLI ------------------------------------------------------------------------------
 
 
@@ -709,8 +763,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.format == "instruct":
-            from vzexp.data.shapes_instruct import INSTRUCT_FILE, export_instruct
-
             n = export_instruct(args.dir, args.size, args.seed, args.image_size, args.max_objects)
             print(f"wrote {n} conversations to {args.dir / INSTRUCT_FILE} (seed={args.seed})")
             return 0

@@ -1,63 +1,14 @@
-"""The shapes train split in LLaVA's instruction format (images + one JSON list), the default
-training data of task=tune: `python -m vzexp.data.shapes export DIR --split train --format instruct`.
-
-Scene i becomes one multi-turn conversation: one question of each type the scene allows (picked
-and ordered by a seeded generator), at most `turns` of them, the image in the first turn."""
+"""The shapes train split in LLaVA's instruction format, exported once into the cache: the default
+training data of task=tune (`vzexp.data.shapes.export_instruct` writes it)."""
 
 from __future__ import annotations
 
-import json
-import os
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from vzexp.data.instruct import InstructData
-from vzexp.data.shapes import ShapesScenes
+from vzexp.data.shapes import INSTRUCT_FILE, export_instruct
 from vzexp.errors import ConfigError
-
-INSTRUCT_FILE = "train.json"
-
-
-def conversation(qas: list, rng: random.Random, turns: int) -> list[dict]:
-    by_type: dict[str, list] = {}
-    for qa in qas:
-        by_type.setdefault(qa.type, []).append(qa)
-    picked = [rng.choice(group) for _, group in sorted(by_type.items())]
-    rng.shuffle(picked)
-    messages = []
-    for k, qa in enumerate(picked[:turns]):
-        question = f"<image>\n{qa.question}" if k == 0 else qa.question
-        messages += [{"from": "human", "value": question}, {"from": "gpt", "value": qa.answer}]
-    return messages
-
-
-def export_instruct(
-    out: Path,
-    scenes: int,
-    seed: int = 0,
-    image_size: int = 112,
-    max_objects: int = 4,
-    turns: int = 6,
-) -> int:
-    """Write out/images/<id>.png and out/train.json; returns the number of records."""
-    source = ShapesScenes("train", scenes, image_size, seed, max_objects)
-    images = out / "images"
-    images.mkdir(parents=True, exist_ok=True)
-    records = []
-    for i in range(len(source)):
-        item = source[i]
-        name = f"shapes-train-{i:05d}.png"
-        item["image"].save(images / name, format="PNG")
-        rng = random.Random(f"instruct:{seed}:{i}")
-        records.append(
-            {"id": name[:-4], "image": name, "conversations": conversation(item["qas"], rng, turns)}
-        )
-    # written last and atomically: a present train.json means a complete export
-    tmp = out / f".{INSTRUCT_FILE}.{os.getpid()}"
-    tmp.write_text(json.dumps(records, indent=0))
-    os.replace(tmp, out / INSTRUCT_FILE)
-    return len(records)
 
 
 def shapes_instruct_dir(cache_root: Path, scenes: int, seed: int, image_size: int) -> Path:

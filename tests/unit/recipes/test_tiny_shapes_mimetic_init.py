@@ -5,7 +5,7 @@ from transformers import AutoConfig, CLIPVisionModel
 
 from tests.conftest import TINY_ENCODER
 from vzexp.encoders.capture import _vit_root
-from vzexp.models.mimetic_init import _factor, mimetic_init_clip_tower
+from vzexp.recipes.tiny_shapes.mimetic_init import _factor, mimetic_init_clip_tower
 
 
 def _tower() -> CLIPVisionModel:

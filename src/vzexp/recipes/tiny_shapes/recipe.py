@@ -16,79 +16,82 @@ import time
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
-from lightning.pytorch.loggers import MLFlowLogger
+
+from vzexp.engine.trainer import make_trainer, seed_everything
+from vzexp.engine.training import EpochSetter, StepModule
 
 log = logging.getLogger("vzexp")
 CARD = "README.md"
 
 
-def _trainer(settings, stage, mlflow_logger) -> L.Trainer:
-    return L.Trainer(
-        accelerator=settings.trainer.accelerator,
-        devices=settings.trainer.devices,
-        strategy=settings.trainer.strategy,
-        precision=settings.trainer.precision,
-        max_steps=stage.steps,
-        gradient_clip_val=stage.grad_clip,
-        max_epochs=-1,
-        logger=mlflow_logger or False,
-        log_every_n_steps=min(10, stage.steps),
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=True,
+def build_tiny(settings, tracker, out: Path, predict) -> dict[str, float]:
+    """The recipe's entry point (`task=build_tiny`): train, save, evaluate with all tokens, write
+    the card, and return the evaluation's metrics. `settings.task` is a `BuildTinyTaskConfig`;
+    the stages' metrics go to `tracker`'s run; `predict(model, processor, dataset, path)` is the
+    task layer's evaluation. `task.install` copies the result into the package (the shipped
+    `model=tiny_shapes`)."""
+    from vzexp.compress.none import NoCompression
+    from vzexp.config import as_plain
+    from vzexp.data.shapes import ShapesQA, ShapesScenes
+    from vzexp.models.build import assemble
+    from vzexp.models.llava import install
+    from vzexp.recipes.tiny_shapes.data import CAPTION_PROMPT, RenderedScenes
+
+    task = settings.task
+    seed_everything(settings.seed)
+    image_size = settings.encoder.config["image_size"]
+    start = time.perf_counter()
+    source = ShapesScenes(
+        split="train",
+        size=task.train_scenes,
+        image_size=image_size,
+        seed=settings.seed,
+        max_objects=task.max_objects,
     )
+    scenes = RenderedScenes.build(source)
+    seconds = {"render": time.perf_counter() - start}
+    log.info("rendered %d training scenes in %.0f s", len(scenes), seconds["render"])
 
-
-def _loader(dataset, batch_size: int, collate, seed: int, budget_fraction=0.0, budgets=()):
-    from torch.utils.data import DataLoader
-
-    if budget_fraction > 0:
-        from vzexp.engine.budget_batches import BudgetBatches
-
-        batches = BudgetBatches(len(dataset), batch_size, budget_fraction, budgets, seed)
-        return DataLoader(dataset, batch_sampler=batches, collate_fn=collate)
-    generator = torch.Generator().manual_seed(seed)  # same order on every rebuild
-    return DataLoader(
-        dataset, batch_size=batch_size, shuffle=True, collate_fn=collate, generator=generator
+    words = [*source.vocabulary(), *CAPTION_PROMPT.replace(".", " . ").split()]
+    model, processor = assemble(
+        as_plain(settings.encoder), as_plain(settings.llm), words, seed=settings.seed
     )
+    seconds.update(train_stages(settings, model, processor, scenes, tracker))
+    model.eval()
 
+    target = out / task.output
+    model.save_pretrained(target)
+    processor.save_pretrained(target)
 
-def budget_compressors(model, budgets: list[int]) -> dict:
-    """Image placeholders per image -> VisionZip (the registry's defaults, the reference's) at
-    each of `budgets`: the compressors of the instruct stage's budget batches."""
-    from vzexp.compress.registry import build_compressor
-    from vzexp.models.llava import tokens_per_image
-
-    compressors = {}
-    for budget in budgets:
-        compressor = build_compressor("visionzip", budget=budget)
-        compressors[tokens_per_image(model, compressor)] = compressor
-    return compressors
-
-
-def _schedule(stage) -> dict[str, Any]:
-    return dict(
-        lr=stage.lr,
-        weight_decay=stage.weight_decay,
-        warmup_steps=stage.warmup_steps,
-        total_steps=stage.steps,
+    install(model, NoCompression())
+    test = ShapesQA(split="test", size=task.eval_size, image_size=image_size, seed=0)
+    metrics = predict(model, processor, test, out / "predictions.jsonl")
+    metrics["train_minutes"] = sum(seconds.values()) / 60
+    (target / CARD).write_text(model_card(settings, metrics, seconds, model))
+    (target / "training.json").write_text(
+        json.dumps({"seconds": seconds, "metrics": metrics}, indent=2)
     )
+    tracker.log_metrics(metrics)
+    tracker.log_artifact(target / CARD)
+    if task.install:
+        installed = install_into_package(target)
+        log.info("installed as model=tiny_shapes: %s", installed)
+    log.info("tiny model written to %s", target)
+    return metrics
 
 
-def train_stages(settings, model, processor, scenes, mlflow_logger=None) -> dict[str, float]:
-    """Runs the four stages in order; returns seconds per stage."""
+def train_stages(settings, model, processor, scenes, tracker=None) -> dict[str, float]:
+    """Runs the four stages in order; returns seconds per stage. With a tracker that logs, each
+    stage's metrics (`tower/loss`, `instruct/loss`, ...) go into its run."""
     from vzexp.data.shapes import COLORS, SHAPES
-    from vzexp.engine.tiny_training import (
-        Collate,
-        Conversations,
-        EpochSetter,
+    from vzexp.recipes.tiny_shapes.data import Collate, Conversations, TowerTargets
+    from vzexp.recipes.tiny_shapes.mimetic_init import mimetic_init_clip_tower
+    from vzexp.recipes.tiny_shapes.objectives import (
         LlavaStage,
         TowerPretrainer,
-        TowerTargets,
+        budget_compressors,
     )
-    from vzexp.models.mimetic_init import mimetic_init_clip_tower
 
     task = settings.task
     image = processor.image_processor
@@ -97,15 +100,24 @@ def train_stages(settings, model, processor, scenes, mlflow_logger=None) -> dict
     identities = [(c, s) for c in COLORS for s in SHAPES]
     seconds: dict[str, float] = {}
 
-    def fit(name, module, dataset, stage, callbacks=(), budget_fraction=0.0):
+    def fit(name, objective, dataset, stage, callbacks=(), budget_fraction=0.0):
         if stage.steps <= 0:
             log.info("stage %s: skipped (steps=0)", name)
             return
         start = time.perf_counter()
-        trainer = _trainer(settings, stage, mlflow_logger)
-        trainer.callbacks.extend(callbacks)
+        trainer = make_trainer(
+            settings.trainer,
+            tracker,
+            max_steps=stage.steps,
+            max_epochs=-1,
+            gradient_clip_val=stage.grad_clip,
+            log_every_n_steps=min(10, stage.steps),
+            enable_progress_bar=True,
+            callbacks=list(callbacks),
+        )
+        module = StepModule(objective, **_schedule(stage))
         module.train()  # assemble() hands the model over in eval mode
-        budgets = list(module.compressors) if budget_fraction else []
+        budgets = list(objective.compressors) if budget_fraction else []
         loader = _loader(
             dataset, stage.batch_size, collate, settings.seed, budget_fraction, budgets
         )
@@ -127,7 +139,6 @@ def train_stages(settings, model, processor, scenes, mlflow_logger=None) -> dict
             len(SHAPES),
             model.config.vision_feature_layer,
             task.patch_weight,
-            **_schedule(stages.tower),
         ),
         TowerTargets(scenes, identities, task.max_objects, grid),
         stages.tower,
@@ -135,8 +146,7 @@ def train_stages(settings, model, processor, scenes, mlflow_logger=None) -> dict
     for name, mode, trainable in (
         ("language", "text" if task.scene_as == "caption" else "objects", ("llm",)),
         # the projector learns to answer through the LLM trained on words, so the visual tokens
-        # come to play the caption's part (probe in experiments/tiny_default: exist questions
-        # 0.50 -> 0.64-0.80 after 250 such steps)
+        # come to play the caption's part (probe in experiments/tiny_default)
         ("align", "qa", ("projector",)),
         ("instruct", "qa", ("projector", "llm")),
     ):
@@ -155,10 +165,33 @@ def train_stages(settings, model, processor, scenes, mlflow_logger=None) -> dict
             task.isolate_turns,
             budgets=tuple(compressors),
         )
-        module = LlavaStage(model, name, trainable, compressors, **_schedule(stage))
-        fit(name, module, data, stage, callbacks=[EpochSetter(data)], budget_fraction=fraction)
+        objective = LlavaStage(model, name, trainable, compressors)
+        fit(name, objective, data, stage, callbacks=[EpochSetter(data)], budget_fraction=fraction)
     model.requires_grad_(False)
     return seconds
+
+
+def _loader(dataset, batch_size: int, collate, seed: int, budget_fraction=0.0, budgets=()):
+    from torch.utils.data import DataLoader
+
+    if budget_fraction > 0:
+        from vzexp.recipes.tiny_shapes.budget_batches import BudgetBatches
+
+        batches = BudgetBatches(len(dataset), batch_size, budget_fraction, budgets, seed)
+        return DataLoader(dataset, batch_sampler=batches, collate_fn=collate)
+    generator = torch.Generator().manual_seed(seed)  # same order on every rebuild
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=True, collate_fn=collate, generator=generator
+    )
+
+
+def _schedule(stage) -> dict[str, Any]:
+    return dict(
+        lr=stage.lr,
+        weight_decay=stage.weight_decay,
+        warmup_steps=stage.warmup_steps,
+        total_steps=stage.steps,
+    )
 
 
 def recipe_command(settings) -> str:
@@ -202,7 +235,7 @@ patches: a {grid}x{grid} grid + CLS), a 2-layer MLP projector and a Llama
 ```
 {recipe_command(settings)}
 ```
-Seed {settings.seed}. Stages (LLaVA's, see `vzexp.models.tiny_recipe`):
+Seed {settings.seed}. Stages (LLaVA's, see `vzexp.recipes.tiny_shapes`):
 
 | stage | steps | batch | minutes |
 |---|---|---|---|
@@ -225,60 +258,6 @@ Measured by the recipe run itself, right after training.
 """
 
 
-def build_tiny(settings, tracker, out: Path, predict) -> dict[str, float]:
-    """Train, save, evaluate with all tokens, write the card; `task.install` copies the result
-    into the package (the shipped `model=tiny_shapes`)."""
-    from vzexp.compress.none import NoCompression
-    from vzexp.config import as_plain
-    from vzexp.data.shapes import ShapesQA, ShapesScenes
-    from vzexp.engine.tiny_training import CAPTION_PROMPT, RenderedScenes
-    from vzexp.models.build import assemble
-    from vzexp.models.llava import install
-
-    task = settings.task
-    L.seed_everything(settings.seed, verbose=False)
-    image_size = settings.encoder.config["image_size"]
-    start = time.perf_counter()
-    source = ShapesScenes(
-        split="train",
-        size=task.train_scenes,
-        image_size=image_size,
-        seed=settings.seed,
-        max_objects=task.max_objects,
-    )
-    scenes = RenderedScenes.build(source)
-    seconds = {"render": time.perf_counter() - start}
-    log.info("rendered %d training scenes in %.0f s", len(scenes), seconds["render"])
-
-    words = [*source.vocabulary(), *CAPTION_PROMPT.replace(".", " . ").split()]
-    model, processor = assemble(
-        as_plain(settings.encoder), as_plain(settings.llm), words, seed=settings.seed
-    )
-    mlflow_logger = _attached_logger(tracker, settings)
-    seconds.update(train_stages(settings, model, processor, scenes, mlflow_logger))
-    model.eval()
-
-    target = out / task.output
-    model.save_pretrained(target)
-    processor.save_pretrained(target)
-
-    install(model, NoCompression())
-    test = ShapesQA(split="test", size=task.eval_size, image_size=image_size, seed=0)
-    metrics = predict(model, processor, test, out / "predictions.jsonl")
-    metrics["train_minutes"] = sum(seconds.values()) / 60
-    (target / CARD).write_text(model_card(settings, metrics, seconds, model))
-    (target / "training.json").write_text(
-        json.dumps({"seconds": seconds, "metrics": metrics}, indent=2)
-    )
-    tracker.log_metrics(metrics)
-    tracker.log_artifact(target / CARD)
-    if task.install:
-        installed = install_into_package(target)
-        log.info("installed as model=tiny_shapes: %s", installed)
-    log.info("tiny model written to %s", target)
-    return metrics
-
-
 def install_into_package(source: Path) -> Path:
     from vzexp.paths import resource_dir
 
@@ -287,22 +266,3 @@ def install_into_package(source: Path) -> Path:
         shutil.rmtree(target)
     shutil.copytree(source, target)
     return target
-
-
-class AttachedMLFlowLogger(MLFlowLogger):
-    """Lightning's MLFlowLogger writing into the recipe's own run (not a run of its own)."""
-
-    def finalize(self, status: str = "success") -> None:
-        pass  # the run belongs to vzexp.tracking, which ends it (FINISHED or FAILED)
-
-
-def _attached_logger(tracker, settings, prefix: str = "") -> AttachedMLFlowLogger | None:
-    if tracker.info is None:
-        return None
-    from vzexp.tracking import tracking_uri
-
-    return AttachedMLFlowLogger(
-        tracking_uri=tracking_uri(settings.logger.tracking_uri),
-        run_id=tracker.info.run_id,
-        prefix=prefix,
-    )

@@ -1,4 +1,5 @@
-"""LightningModules and data for the tiny model recipe (vzexp.models.tiny_recipe).
+"""The tiny_shapes recipe's training data, in plain torch: the rendered training scenes, the
+vision tower's targets, the LLM stages' conversations and the collation into batches.
 
 Stages, as LLaVA is trained: the vision tower learns the scenes through its CLS token (which
 attributes are present, how many objects) and per patch; the LLM learns to answer questions about a
@@ -12,17 +13,15 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-import lightning as L
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
 from vzexp.data.conversation import IGNORE_INDEX, ConversationEncoder, pad_right
-from vzexp.data.isolated_turns import additive_mask, isolate_turns, pad_isolated
-from vzexp.engine.schedule import Scheduled
+from vzexp.data.isolated_turns import isolate_turns, pad_isolated
 
-# Not asked in any stage any more; its words stay in the vocabulary so that rebuilds keep the shipped
-# tokenizer's word ids.
+# Asked in no stage; its words stay in the vocabulary so that rebuilds keep the shipped tokenizer's
+# word ids.
 CAPTION_PROMPT = "Describe the image."
 
 
@@ -127,7 +126,7 @@ class Conversations(Dataset):
     the sum of its words' embeddings, at the position of its centre patch: see object_slot).
 
     `budgets` (qa mode): keys (i, tokens) give scene i with `tokens` image placeholders, for a
-    batch whose image is compressed to that budget (vzexp.engine.budget_batches)."""
+    batch whose image is compressed to that budget (vzexp.recipes.tiny_shapes.budget_batches)."""
 
     def __init__(
         self,
@@ -244,26 +243,6 @@ def object_slot(scene, word_id, image_tokens: int) -> tuple[list[list[int]], lis
     return words, [patch(o) for o in objects]
 
 
-def object_embeddings(embed: nn.Embedding, input_ids, object_words, image_id: int):
-    """input_ids' embeddings with each image-slot token replaced by its object's word sum."""
-    embeds = embed(input_ids)
-    valid = object_words >= 0
-    objects = (embed(object_words.clamp(min=0)) * valid.unsqueeze(-1)).sum(2)  # (B, K, D)
-    present = valid[..., 0]  # padding objects have no colour
-    slots = (input_ids == image_id).unsqueeze(-1)
-    return embeds.masked_scatter(slots, objects[present])
-
-
-class EpochSetter(L.Callback):
-    """Tells datasets with an `epoch` attribute which epoch it is (fresh QA subsets each epoch)."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self.dataset.epoch = trainer.current_epoch
-
-
 class Collate:
     """Right-padded ids/labels + normalised pixels; images stay uint8 until batched."""
 
@@ -292,119 +271,3 @@ class Collate:
             if key in items[0]:
                 batch[key] = torch.stack([it[key] for it in items])
         return batch
-
-
-class TowerPretrainer(Scheduled):
-    """Attribute classification through the CLS token: the tower must gather every object into
-    CLS, which is what makes its attention concentrate on object patches (VisionZip's premise).
-    Per-patch colour and shape heads on the feature layer (LLaVA's -2) make the patch features the
-    LLM reads name what they show."""
-
-    def __init__(
-        self,
-        tower: nn.Module,
-        num_identities: int,
-        max_objects: int,
-        num_colors: int,
-        num_shapes: int,
-        feature_layer: int = -2,
-        patch_weight: float = 1.0,
-        **schedule,
-    ):
-        super().__init__(**schedule)
-        self.tower, self.feature_layer, self.patch_weight = tower, feature_layer, patch_weight
-        width = tower.config.hidden_size
-        self.present_head = nn.Linear(width, num_identities)
-        self.count_head = nn.Linear(width, max_objects)
-        self.patch_color_head = nn.Linear(width, num_colors + 1)
-        self.patch_shape_head = nn.Linear(width, num_shapes + 1)
-
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        out = self.tower(pixel_values=batch["pixel_values"], output_hidden_states=True)
-        pooled, patches = out.pooler_output, out.hidden_states[self.feature_layer][:, 1:]
-        present_logits, count_logits = self.present_head(pooled), self.count_head(pooled)
-        color_logits = self.patch_color_head(patches)
-        shape_logits = self.patch_shape_head(patches)
-        ce = nn.functional.cross_entropy
-        losses = {
-            "present": nn.functional.binary_cross_entropy_with_logits(
-                present_logits, batch["present"]
-            ),
-            "count": ce(count_logits, batch["count"]),
-            "patch_color": ce(color_logits.flatten(0, 1), batch["patch_color"].flatten()),
-            "patch_shape": ce(shape_logits.flatten(0, 1), batch["patch_shape"].flatten()),
-        }
-        # per-patch targets are mostly background: weighted up so that shape is not drowned by CLS's
-        loss = losses["present"] + losses["count"]
-        loss = loss + self.patch_weight * (losses["patch_color"] + losses["patch_shape"])
-        with torch.no_grad():
-            on_object = batch["patch_shape"] > 0
-            metrics = {
-                "tower/loss": loss,
-                "tower/present_exact": ((present_logits > 0).float() == batch["present"])
-                .all(dim=1)
-                .float()
-                .mean(),
-                "tower/count_acc": (count_logits.argmax(-1) == batch["count"]).float().mean(),
-                "tower/patch_shape_acc_on_objects": (
-                    shape_logits.argmax(-1)[on_object] == batch["patch_shape"][on_object]
-                )
-                .float()
-                .mean(),
-            }
-        self.log_dict(metrics, prog_bar=True)
-        return loss
-
-
-class LlavaStage(Scheduled):
-    """One LLaVA training stage: the listed parts train, the rest of the model is frozen."""
-
-    PARTS = ("projector", "llm")
-
-    def __init__(self, model, stage: str, trainable: tuple[str, ...], compressors=None, **schedule):
-        super().__init__(**schedule)
-        # budget -> the compressor of budget batches (vzexp.engine.budget_batches)
-        self.compressors = dict(compressors or {})
-        unknown = set(trainable) - set(self.PARTS)
-        if unknown:
-            raise ValueError(f"trainable parts {sorted(unknown)}: expected some of {self.PARTS}")
-        self.model, self.stage = model, stage
-        model.requires_grad_(False)
-        if "projector" in trainable:
-            model.model.multi_modal_projector.requires_grad_(True)
-        if "llm" in trainable:
-            model.model.language_model.requires_grad_(True)
-            model.lm_head.requires_grad_(True)
-
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        inputs: dict[str, Any] = {"attention_mask": batch["attention_mask"]}
-        if "turn_mask" in batch:  # isolated turns: an additive mask in the model's dtype
-            inputs["attention_mask"] = additive_mask(batch["turn_mask"], self.model.dtype)
-        if "position_ids" in batch:
-            inputs["position_ids"] = batch["position_ids"]
-        if "visual_tokens" in batch:  # a budget batch: the image compressed, as at evaluation
-            inputs["inputs_embeds"] = self.compressed_embeddings(batch)
-        elif "object_words" in batch:  # the scene as object tokens (Conversations' objects mode)
-            inputs["inputs_embeds"] = object_embeddings(
-                self.model.get_input_embeddings(),
-                batch["input_ids"],
-                batch["object_words"],
-                self.model.config.image_token_id,
-            )
-        else:
-            inputs.update(input_ids=batch["input_ids"], pixel_values=batch.get("pixel_values"))
-        out = self.model(**inputs, labels=batch["labels"])
-        suffix = "_at_budget" if "visual_tokens" in batch else ""
-        self.log(f"{self.stage}/loss{suffix}", out.loss, prog_bar=True)
-        return out.loss
-
-    def compressed_embeddings(self, batch: dict[str, Any]) -> torch.Tensor:
-        """The batch's embeddings with its images compressed by the budget's compressor (the
-        frozen tower, no gradient) and projected (with gradient) into the slots."""
-        from vzexp.models.llava import compressed_features, fill_image_slots
-
-        compressor = self.compressors[batch["visual_tokens"]]
-        with torch.no_grad():
-            tokens = compressed_features(self.model, batch["pixel_values"], compressor).tokens
-        projected = self.model.model.multi_modal_projector(tokens)
-        return fill_image_slots(self.model, batch["input_ids"], projected)

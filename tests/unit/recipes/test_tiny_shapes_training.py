@@ -1,6 +1,6 @@
-"""The tiny recipe's building blocks: training sequences match evaluation prompts token for token,
-only answers are learned, pixels match the image processor, the schedule, and that each stage's
-module really learns (loss falls on a fixed batch)."""
+"""The tiny_shapes recipe's building blocks: training sequences match evaluation prompts token for
+token, only answers are learned, pixels match the image processor, and each stage's objective
+really learns (loss falls on a fixed batch)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,9 @@ from vzexp_testing import loss_with_compressor
 
 from tests.conftest import TINY_ENCODER, TINY_LLM
 from vzexp.data.conversation import IGNORE_INDEX, ConversationEncoder, encode_conversation
-from vzexp.engine.schedule import warmup_constant, warmup_cosine
-from vzexp.engine.tiny_training import (
-    Collate,
-    LlavaStage,
-    TowerPretrainer,
-    normalize_pixels,
-)
+from vzexp.engine.training import StepModule
+from vzexp.recipes.tiny_shapes.data import Collate, normalize_pixels
+from vzexp.recipes.tiny_shapes.objectives import LlavaStage, TowerPretrainer
 
 WORDS = (
     "what color is the square shape red green blue how many objects are there 1 2 3 small".split()
@@ -122,7 +118,7 @@ def test_normalized_pixels_equal_the_image_processor(llava):
 
 def test_patch_labels_follow_the_objects():
     from vzexp.data.shapes import Background, Scene, ShapeObject
-    from vzexp.engine.tiny_training import patch_labels
+    from vzexp.recipes.tiny_shapes.data import patch_labels
 
     background = Background(
         base=(128, 128, 128), texture="noise", amplitude=0, period=8, angle=0, seed=0
@@ -143,23 +139,9 @@ def test_patch_labels_follow_the_objects():
     assert color.count_nonzero() == 4 and (shape.view(8, 8)[1:3, 1:3] == 2).all()
 
 
-def test_warmup_then_cosine_to_zero():
-    f = warmup_cosine(warmup_steps=4, total_steps=20)
-    assert [f(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
-    assert f(4) == pytest.approx(1.0)
-    assert f(12) == pytest.approx(0.5)
-    assert f(20) == pytest.approx(0.0)
-    assert f(25) == pytest.approx(0.0)
-
-
-def test_warmup_then_constant_keeps_the_full_lr_to_the_end():
-    f = warmup_constant(warmup_steps=4, total_steps=20)
-    assert [f(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
-    assert [f(s) for s in (4, 12, 19, 25)] == [1.0] * 4
-    assert warmup_constant(0, 20)(0) == 1.0
-
-
-def _steps(module, batch, n: int) -> list[float]:
+def _steps(objective, batch, n: int, **schedule) -> list[float]:
+    """n optimiser steps on one batch, as the recipe trains (StepModule's AdamW and schedule)."""
+    module = StepModule(objective, weight_decay=0.0, warmup_steps=1, **schedule)
     [optimizer], _ = module.configure_optimizers()
     module.log = module.log_dict = lambda *a, **k: None  # outside a Trainer there is nowhere to log
     losses = []
@@ -188,10 +170,8 @@ def test_tower_pretrainer_learns_presence_and_count(llava):
     import copy
 
     tower = copy.deepcopy(model.model.vision_tower)
-    module = TowerPretrainer(
-        tower, 6, 4, 6, 4, lr=3e-3, weight_decay=0.0, warmup_steps=1, total_steps=1000
-    )
-    losses = _steps(module, batch, 30)
+    objective = TowerPretrainer(tower, 6, 4, 6, 4)
+    losses = _steps(objective, batch, 30, lr=3e-3, total_steps=1000)
     assert losses[-1] < 0.5 * losses[0]
 
 
@@ -218,22 +198,20 @@ def test_llava_stage_trains_only_the_listed_parts(llava):
     batch = collate(items)
     tower_before = copy.deepcopy(model.model.vision_tower.state_dict())
     llm_before = copy.deepcopy(model.model.language_model.state_dict())
-    module = LlavaStage(
-        model, "align", ("projector",), lr=1e-2, weight_decay=0.0, warmup_steps=1, total_steps=100
-    )
-    losses = _steps(module, batch, 15)
+    objective = LlavaStage(model, "align", ("projector",))
+    losses = _steps(objective, batch, 15, lr=1e-2, total_steps=100)
     assert losses[-1] < losses[0]
     for name, value in model.model.vision_tower.state_dict().items():
         torch.testing.assert_close(value, tower_before[name])
     for name, value in model.model.language_model.state_dict().items():
         torch.testing.assert_close(value, llm_before[name])
     with pytest.raises(ValueError, match="trainable parts"):
-        LlavaStage(model, "x", ("tower",), lr=1e-3, weight_decay=0.0, warmup_steps=1, total_steps=2)
+        LlavaStage(model, "x", ("tower",))
 
 
 def test_qa_conversations_ask_each_type_at_most_once_and_vary_by_epoch(llava):
     from vzexp.data.shapes import QA
-    from vzexp.engine.tiny_training import Conversations, RenderedScenes
+    from vzexp.recipes.tiny_shapes.data import Conversations, RenderedScenes
 
     _, processor = llava
     qas = [
@@ -258,7 +236,7 @@ def test_qa_conversations_ask_each_type_at_most_once_and_vary_by_epoch(llava):
 
 def test_text_conversations_put_the_caption_in_the_image_slot(llava):
     from vzexp.data.shapes import QA
-    from vzexp.engine.tiny_training import Conversations, RenderedScenes
+    from vzexp.recipes.tiny_shapes.data import Conversations, RenderedScenes
 
     _, processor = llava
     qas = [QA("color", "What color is the square?", "red")]
@@ -298,7 +276,7 @@ def _two_squares():
 
 
 def test_object_slot_lists_each_object_at_its_centre_patch(llava):
-    from vzexp.engine.tiny_training import object_slot
+    from vzexp.recipes.tiny_shapes.data import object_slot
 
     _, processor = llava
     word = processor.tokenizer.convert_tokens_to_ids
@@ -311,7 +289,7 @@ def test_object_slot_lists_each_object_at_its_centre_patch(llava):
 
 
 def test_object_embeddings_sum_the_words_in_the_slot_only():
-    from vzexp.engine.tiny_training import object_embeddings
+    from vzexp.recipes.tiny_shapes.objectives import object_embeddings
 
     embed = torch.nn.Embedding(10, 4)
     image = 9
@@ -328,7 +306,7 @@ def test_object_embeddings_sum_the_words_in_the_slot_only():
 
 def test_object_conversations_keep_the_text_where_it_follows_the_visual_tokens(llava):
     from vzexp.data.shapes import QA
-    from vzexp.engine.tiny_training import Conversations, RenderedScenes
+    from vzexp.recipes.tiny_shapes.data import Conversations, RenderedScenes
 
     model, processor = llava
     qas = [QA("color", "What color is the square?", "red")]
@@ -356,7 +334,7 @@ def test_llava_stage_learns_from_object_slots(llava):
     import copy
 
     from vzexp.data.shapes import QA
-    from vzexp.engine.tiny_training import Conversations, RenderedScenes
+    from vzexp.recipes.tiny_shapes.data import Conversations, RenderedScenes
 
     model, processor = llava
     model = copy.deepcopy(model)
@@ -368,10 +346,8 @@ def test_llava_stage_learns_from_object_slots(llava):
     collate = Collate(processor.tokenizer.pad_token_id, [0.5] * 3, [0.5] * 3)
     batch = collate([data[0], data[1]])
     assert batch["object_words"].shape == (2, 2, 3) and "pixel_values" not in batch
-    module = LlavaStage(
-        model, "language", ("llm",), lr=1e-2, weight_decay=0.0, warmup_steps=1, total_steps=100
-    )
-    losses = _steps(module, batch, 10)
+    objective = LlavaStage(model, "language", ("llm",))
+    losses = _steps(objective, batch, 10, lr=1e-2, total_steps=100)
     assert losses[-1] < 0.5 * losses[0]
 
 
@@ -394,7 +370,7 @@ def test_turn_attention_mask_by_hand():
 def test_isolated_turns_score_each_turn_as_if_asked_alone(llava, mode):
     """The logits of every turn in one isolated sequence equal those of the turn alone."""
     from vzexp.data.shapes import QA
-    from vzexp.engine.tiny_training import Conversations, RenderedScenes
+    from vzexp.recipes.tiny_shapes.data import Conversations, RenderedScenes
 
     model, processor = llava
     qas = [
@@ -408,16 +384,13 @@ def test_isolated_turns_score_each_turn_as_if_asked_alone(llava, mode):
     collate = Collate(processor.tokenizer.pad_token_id, [0.5] * 3, [0.5] * 3)
     data = Conversations(scenes, processor, 64, mode, turns=10, seed=0, isolate=True)
     turns = data._turns(0)
-    module = LlavaStage(
-        model, "x", ("llm",), lr=1e-3, weight_decay=0.0, warmup_steps=1, total_steps=2
-    )
-    module.log = lambda *a, **k: None
+    objective = LlavaStage(model, "x", ("llm",))
 
     def answer_logits(batch):
         captured = {}
         handle = model.lm_head.register_forward_hook(lambda m, i, o: captured.update(out=o))
         with torch.no_grad():
-            module.training_step(batch, 0)
+            objective(batch)
         handle.remove()
         learned = batch["labels"][0] != IGNORE_INDEX
         return captured["out"][0, learned.roll(-1)]  # the logits that predict the answers
@@ -436,8 +409,8 @@ def test_a_budget_batch_sees_the_image_as_evaluation_with_the_compressor_does(ll
     VisionZip installed (what evaluation at that budget runs), placeholders and all."""
     from vzexp.compress.visionzip import VisionZip
     from vzexp.data.shapes import QA
-    from vzexp.engine.tiny_training import Conversations, RenderedScenes
     from vzexp.models.llava import tokens_per_image
+    from vzexp.recipes.tiny_shapes.data import Conversations, RenderedScenes
 
     model, processor = llava
     compressor = VisionZip(budget=8)
@@ -455,25 +428,16 @@ def test_a_budget_batch_sees_the_image_as_evaluation_with_the_compressor_does(ll
     slots = (batch["input_ids"] == model.config.image_token_id).sum(1)
     assert batch["visual_tokens"] == kept and slots.tolist() == [kept, kept]
     assert "visual_tokens" not in collate([data[0]])  # plain keys: all 64 patches
-    module = LlavaStage(
-        model,
-        "instruct",
-        ("projector", "llm"),
-        {kept: compressor},
-        lr=1e-3,
-        weight_decay=0.0,
-        warmup_steps=1,
-        total_steps=2,
-    )
-    module.log = lambda *a, **k: None
+    objective = LlavaStage(model, "instruct", ("projector", "llm"), {kept: compressor})
     with torch.no_grad():
-        loss = module.training_step(batch, 0)
+        loss, logged = objective(batch)
+    assert list(logged) == ["instruct/loss_at_budget"]
     reference = loss_with_compressor(model, compressor, batch)
     torch.testing.assert_close(loss, reference)
 
 
 def test_budget_batches_are_seeded_whole_batches_covering_every_scene():
-    from vzexp.engine.budget_batches import BudgetBatches
+    from vzexp.recipes.tiny_shapes.budget_batches import BudgetBatches
 
     def draw(sampler, epochs=3):
         return [list(sampler) for _ in range(epochs)]
@@ -494,8 +458,8 @@ def test_budget_batches_are_seeded_whole_batches_covering_every_scene():
 
 
 def test_budget_settings_outside_their_range_are_refused_by_name():
-    from vzexp.config import BuildTinyTaskConfig
     from vzexp.errors import ConfigError
+    from vzexp.recipes.tiny_shapes.config import BuildTinyTaskConfig
 
     with pytest.raises(ConfigError, match="task.budget_fraction"):
         BuildTinyTaskConfig(budget_fraction=1.0)
