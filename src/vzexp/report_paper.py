@@ -1,0 +1,534 @@
+"""The paper-shaped report: a sweep's runs laid out as a paper's table, beside its published values.
+
+Pure functions over the job rows `vzexp.report` reads from MLflow and the tables of
+`vzexp.published`; no MLflow here. For each model: a matrix with rows = method x budget and
+columns = benchmarks + Avg. % (each benchmark's score as a percentage of the full-token run of
+the same model, averaged over the benchmarks the row has), then the same cells as published, the
+difference, and an efficiency block. A run whose strategy (or variant) the published table does
+not have is one more row, absent from the published and difference blocks."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from vzexp.published import Benchmark, Published, Table, Timing, Value, number
+
+# Columns for benchmarks no published file describes: the run's accuracy, in percent.
+FALLBACK_METRICS = ("accuracy",)
+FALLBACK_SCALE = 100.0
+FULL = "none"
+LEGEND = (
+    "Scores in the paper's units (MME: perception score; the rest: percent). "
+    "Avg. %: each benchmark's score as a percentage of the same model's full-token score, "
+    "averaged over the benchmarks the row has. Published: u = no stored source gives the value; "
+    "a/b = sources disagree (the first is compared); * = the difference or average rests on an "
+    "uncertain published value; the paper's own Avg. % is over its benchmark set."
+)
+
+
+@dataclass
+class Line:
+    """One row of the matrix: a method (or a user's strategy/variant) at one budget."""
+
+    label: str
+    budget: int  # the paper's budget label (LLaVA-NeXT: the total over the views)
+    order: tuple
+    method: str | None = None  # the published method key, when the published table has it
+    full: bool = False
+    scores: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    runs: list[dict] = field(default_factory=list)
+
+    def score(self, benchmark: str) -> float | None:
+        values = self.scores.get(benchmark)
+        return sum(values) / len(values) if values else None
+
+
+@dataclass
+class Matrix:
+    model: str
+    table: Table | None  # the published table of this model, if any
+    published: Published | None
+    columns: list[str]  # benchmark columns, in the paper's order, then any others
+    lines: list[Line]
+
+    @property
+    def full(self) -> Line | None:
+        return next((line for line in self.lines if line.full), None)
+
+    def avg(self, line: Line) -> float | None:
+        """Mean over the row's benchmarks of 100 x score / full-token score."""
+        full = self.full
+        if full is None:
+            return None
+        ratios = [
+            100 * line.score(c) / full.score(c)
+            for c in self.columns
+            if line.score(c) is not None and full.score(c)
+        ]
+        return sum(ratios) / len(ratios) if ratios else None
+
+    def published_row(self, line: Line):
+        if self.table is None or line.method is None:
+            return None
+        return self.table.row(line.method, line.budget)
+
+    def published_avg(self, line: Line) -> tuple[float | None, bool]:
+        """The published cells' Avg. % over the same columns (against the published full row),
+        and whether it rests on an uncertain or missing published value."""
+        row, full = self.published_row(line), self.published_row(self.full) if self.full else None
+        if row is None or full is None:
+            return None, False
+        ratios, uncertain = [], False
+        for c in self.columns:
+            if line.score(c) is None:
+                continue
+            mine, base = row.cells.get(c), full.cells.get(c)
+            if mine is None or base is None or mine.value is None or base.value is None:
+                uncertain = True
+                continue
+            uncertain |= mine.uncertain or base.uncertain
+            ratios.append(100 * mine.value / base.value)
+        return (sum(ratios) / len(ratios) if ratios else None), uncertain
+
+
+def benchmark_of(published: list[Published], data: str) -> Benchmark | None:
+    for pub in published:
+        for b in pub.benchmarks.values():
+            if b.data == data:
+                return b
+    return None
+
+
+def run_score(row: dict, bench: Benchmark | None) -> float | None:
+    metrics = row["metrics"]
+    keys, scale = (bench.metrics, bench.scale) if bench else (FALLBACK_METRICS, FALLBACK_SCALE)
+    key = next((k for k in keys if k in metrics), None)
+    return None if key is None else metrics[key] * scale
+
+
+def matrices(rows: list[dict], published: list[Published]) -> list[Matrix]:
+    """Group the job rows by model into matrices, each matched to its published table."""
+    by_model = defaultdict(list)
+    for r in rows:
+        by_model[r["model"]].append(r)
+    out = []
+    for model, runs in sorted(by_model.items()):
+        pub, table = next(
+            ((p, t) for p in published if (t := p.table_for(model)) is not None), (None, None)
+        )
+        columns = {}
+        lines: dict[tuple, Line] = {}
+        for r in runs:
+            bench = benchmark_of(published, r["benchmark"])
+            column = bench.column if bench else r["benchmark"]
+            score = run_score(r, bench)
+            if score is None:
+                continue
+            columns[column] = True
+            line = lines.setdefault(line_key(r, pub, table), new_line(r, pub, table))
+            line.scores[column].append(score)
+            line.runs.append(r)
+        paper_order = list(table.columns) if table else []
+        ordered = [c for c in paper_order if c in columns]
+        ordered += sorted(c for c in columns if c not in paper_order)
+        out.append(
+            Matrix(model, table, pub, ordered, sorted(lines.values(), key=lambda x: x.order))
+        )
+    return out
+
+
+def method_key(r: dict, pub: Published | None) -> str | None:
+    """The published method of a run; None for a strategy (or a variant of one) it lacks."""
+    if pub is None or r["variant"] != r["strategy"]:
+        return None
+    method = pub.method_for(r["strategy"], bool(r.get("tuned")))
+    return method.key if method else None
+
+
+def line_key(r: dict, pub: Published | None, table: Table | None) -> tuple:
+    full = r["strategy"] == FULL and r["variant"] == FULL
+    return (full, r["variant"], bool(r.get("tuned")), None if full else r["budget"])
+
+
+def new_line(r: dict, pub: Published | None, table: Table | None) -> Line:
+    full = r["strategy"] == FULL and r["variant"] == FULL
+    key = method_key(r, pub)
+    if full:
+        budget = table.full_budget if table else int(r["visual_tokens"] or 0)
+    else:
+        budget = table.paper_budget(r["budget"]) if table else r["budget"]
+    if key:
+        label = pub.methods[key].label
+    else:
+        label = r["variant"] + (" (tuned projector)" if r.get("tuned") else "")
+    methods = list(pub.methods) if pub else []
+    rank = methods.index(key) if key in methods else len(methods)
+    return Line(label, budget, (not full, -budget, rank, label), key, full)
+
+
+def fmt(x: float | None, digits: int = 1) -> str:
+    return "" if x is None else f"{x:.{digits}f}"
+
+
+def signed(x: float) -> str:
+    return f"{x:+.1f}"
+
+
+def header(columns: list[str], extra: list[str]) -> list[str]:
+    names = ["Budget", "Method", *columns, *extra]
+    aligns = ["---:", "---", *("---:" for _ in columns), *("---:" for _ in extra)]
+    return ["| " + " | ".join(names) + " |", "|" + "|".join(aligns) + "|"]
+
+
+def matrix_markdown(m: Matrix) -> str:
+    title = m.table.title if m.table else m.model
+    out = [f"## {title}: model={m.model}", "", "### This sweep", ""]
+    out += header(m.columns, ["Avg. %"])
+    for line in m.lines:
+        cells = [fmt(line.score(c)) for c in m.columns]
+        out.append(
+            f"| {line.budget} | {line.label} | " + " | ".join(cells) + f" | {fmt(m.avg(line))} |"
+        )
+    compared = [line for line in m.lines if m.published_row(line) is not None]
+    if compared:
+        pub = m.published
+        out += ["", f"### Published ({pub.paper}, {pub.reference})", ""]
+        out += header(m.columns, ["Avg. %", "Paper's Avg. %"])
+        for line in compared:
+            row = m.published_row(line)
+            cells = [cell_text(row.cells.get(c)) for c in m.columns]
+            avg, uncertain = m.published_avg(line)
+            paper_avg = "100" if line.full else cell_text(row.avg)
+            out.append(
+                f"| {line.budget} | {line.label} | "
+                + " | ".join(cells)
+                + f" | {fmt(avg)}{'*' if uncertain and avg is not None else ''} | {paper_avg} |"
+            )
+        out += ["", "### Difference (this sweep - published)", ""]
+        out += header(m.columns, ["Avg. %"])
+        for line in compared:
+            row = m.published_row(line)
+            cells = [difference(line.score(c), row.cells.get(c)) for c in m.columns]
+            mine, (theirs, uncertain) = m.avg(line), m.published_avg(line)
+            avg = (
+                signed(mine - theirs) + ("*" if uncertain else "")
+                if mine is not None and theirs is not None
+                else ""
+            )
+            out.append(f"| {line.budget} | {line.label} | " + " | ".join(cells) + f" | {avg} |")
+    return "\n".join(out)
+
+
+def cell_text(value: Value | None) -> str:
+    return "" if value is None else value.text()
+
+
+def difference(mine: float | None, published: Value | None) -> str:
+    if mine is None or published is None:
+        return ""
+    if published.value is None:
+        return "u"
+    return signed(mine - published.value) + ("*" if published.uncertain else "")
+
+
+# -- efficiency ------------------------------------------------------------------------------
+
+
+def efficiency_benchmark(m: Matrix) -> str | None:
+    """The column the efficiency block reads: the published efficiency table's benchmark when
+    this sweep has it, else the first benchmark of the matrix."""
+    wanted = [e.benchmark for e in (m.published.efficiency if m.published else ())]
+    for column in [*wanted, *m.columns]:
+        if any(column in line.scores for line in m.lines):
+            return column
+    return None
+
+
+def timing(m: Matrix, line: Line, column: str) -> Timing | tuple[Timing, str] | None:
+    """The published timing of this line on `column`: the paper's own first, then a third
+    party's (returned with its source)."""
+    if m.published is None or line.method is None:
+        return None
+    found = []
+    for e in m.published.efficiency:
+        if e.benchmark != column:
+            continue
+        for t in e.rows:
+            if (t.model, t.method, t.budget) == (m.model, line.method, line.budget):
+                found.append((not e.paper, t, e.source))
+    if not found:
+        return None
+    _, t, source = min(found, key=lambda x: x[0])
+    return t, source
+
+
+def mean(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def efficiency_markdown(m: Matrix) -> str:
+    column = efficiency_benchmark(m)
+    if column is None:
+        return ""
+    full = m.full
+    rows = []
+    for line in m.lines:
+        runs = [r for r in line.runs if column_of(r, m) == column]
+        if runs:
+            rows.append((line, runs))
+    if not rows:
+        return ""
+    base = {}
+    if full is not None:
+        runs = [r for r in full.runs if column_of(r, m) == column]
+        base = {
+            "prefill": mean([r["prefill_ms_per_sample"] for r in runs]),
+            "total": mean([r["duration_s"] for r in runs]),
+        }
+        published_full = timing(m, full, column)
+        if published_full:
+            base["pub_prefill"], base["pub_total"] = (
+                published_full[0].prefill_ms,
+                published_full[0].total_s,
+            )
+    out = [
+        "",
+        f"### Efficiency ({column})",
+        "",
+        "| Budget | Method | Visual tokens (LLM) | Prefill ms | Speed-up | Total s | Speed-up "
+        "| Published prefill ms | Speed-up | Published total s | Speed-up |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for line, runs in rows:
+        prefill = mean([r["prefill_ms_per_sample"] for r in runs])
+        total = mean([r["duration_s"] for r in runs])
+        tokens = mean([r["visual_tokens_llm"] for r in runs])
+        found = timing(m, line, column)
+        pub_prefill = pub_total = ""
+        pub_prefill_x = pub_total_x = ""
+        if found:
+            t, source = found
+            tag = "" if source_is_paper(m, source) else f" [{source}]"
+            pub_prefill, pub_total = number(t.prefill_ms) + tag, number(t.total_s) + tag
+            pub_prefill_x = speedup(base.get("pub_prefill"), t.prefill_ms)
+            pub_total_x = speedup(base.get("pub_total"), t.total_s)
+        out.append(
+            f"| {line.budget} | {line.label} | {fmt(tokens, 0)} | {fmt(prefill)} | "
+            f"{speedup(base.get('prefill'), prefill)} | {fmt(total, 0)} | "
+            f"{speedup(base.get('total'), total)} | {pub_prefill} | {pub_prefill_x} | "
+            f"{pub_total} | {pub_total_x} |"
+        )
+    out += [
+        "",
+        "Prefill: time to the first token per sample; total: the run's wall-clock time (model "
+        "loading included); speed-up: the full-token run's time over this row's.",
+    ]
+    return "\n".join(out)
+
+
+def source_is_paper(m: Matrix, source: str) -> bool:
+    return any(e.paper and e.source == source for e in m.published.efficiency)
+
+
+def speedup(full: float | None, this: float | None) -> str:
+    return f"{full / this:.1f}x" if full and this else ""
+
+
+def column_of(r: dict, m: Matrix) -> str:
+    bench = benchmark_of([m.published] if m.published else [], r["benchmark"])
+    return bench.column if bench else r["benchmark"]
+
+
+# -- whole report ----------------------------------------------------------------------------
+
+
+def compare_markdown(mats: list[Matrix]) -> str:
+    parts = []
+    for m in mats:
+        parts += [matrix_markdown(m), efficiency_markdown(m), ""]
+    parts += [LEGEND, ""]
+    return "\n".join(parts)
+
+
+CSV_FIELDS = [
+    "model",
+    "method",
+    "budget",
+    "benchmark",
+    "value",
+    "published",
+    "published_status",
+    "published_source",
+    "difference",
+    "runs",
+]
+
+
+def compare_csv(mats: list[Matrix]) -> list[dict]:
+    """One row per matrix cell (and per row's Avg. %), beside its published value."""
+    out = []
+    for m in mats:
+        for line in m.lines:
+            row = m.published_row(line)
+            for c in m.columns:
+                mine = line.score(c)
+                if mine is None:
+                    continue
+                value = row.cells.get(c) if row else None
+                out.append(
+                    {
+                        "model": m.model,
+                        "method": line.label,
+                        "budget": line.budget,
+                        "benchmark": c,
+                        "value": round(mine, 4),
+                        "published": "" if value is None else value.text(),
+                        "published_status": "" if value is None else value.status,
+                        "published_source": "" if value is None else value.source or "",
+                        "difference": ""
+                        if value is None or value.value is None
+                        else round(mine - value.value, 4),
+                        "runs": len(line.scores[c]),
+                    }
+                )
+            avg = m.avg(line)
+            theirs, uncertain = m.published_avg(line)
+            out.append(
+                {
+                    "model": m.model,
+                    "method": line.label,
+                    "budget": line.budget,
+                    "benchmark": "Avg. %",
+                    "value": "" if avg is None else round(avg, 4),
+                    "published": "" if theirs is None else round(theirs, 4),
+                    "published_status": "uncertain" if uncertain else "",
+                    "published_source": "",
+                    "difference": "" if avg is None or theirs is None else round(avg - theirs, 4),
+                    "runs": len(line.runs),
+                }
+            )
+    return out
+
+
+def plot(mats: list[Matrix], path) -> None:
+    """Score against the paper's budget, one panel per model and benchmark, this sweep's lines
+    solid and the published ones dashed in the same colour."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(m, c) for m in mats for c in m.columns]
+    cols = min(len(panels), 5) or 1
+    nrows = -(-len(panels) // cols) or 1
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.4 * nrows), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, (m, column) in zip(axes.flat, panels):
+        colours = {}
+        for line in m.lines:
+            if line.full or line.score(column) is None:
+                continue
+            colours.setdefault(line.label, f"C{len(colours) % 10}")
+        for label, colour in colours.items():
+            mine = sorted(
+                (x.budget, x.score(column))
+                for x in m.lines
+                if x.label == label and x.score(column) is not None
+            )
+            ax.plot(*zip(*mine), marker="o", color=colour, label=label)
+            theirs = sorted(
+                (x.budget, v.value)
+                for x in m.lines
+                if x.label == label
+                and (row := m.published_row(x)) is not None
+                and (v := row.cells.get(column)) is not None
+                and v.value is not None
+            )
+            if theirs:
+                ax.plot(*zip(*theirs), marker="s", mfc="none", ls="--", color=colour)
+        full = m.full
+        if full is not None and full.score(column) is not None:
+            ax.axhline(full.score(column), color="black", ls=":", label="all tokens")
+        ax.set(title=f"{column} / {m.model}", xlabel="visual tokens (paper's budget)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("solid: this sweep; dashed: published", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)
+
+
+# -- the published table alone ----------------------------------------------------------------
+
+
+def published_markdown(pub: Published) -> str:
+    out = [f"# {pub.paper}: {pub.title} ({pub.reference})", f"file: {pub.path}", ""]
+    for table in pub.tables:
+        out += [f"## {table.title}: model={table.model}", ""]
+        if table.tokens:
+            per = ", ".join(f"{k} -> tokens={v}" for k, v in table.tokens.items())
+            out += [f"vzexp `tokens` for the paper's budgets: {per}", ""]
+        out += header(list(table.columns), ["Avg. %"])
+        for row in table.rows:
+            cells = [cell_text(row.cells.get(c)) for c in table.columns]
+            avg = "100" if row.budget == table.full_budget else cell_text(row.avg)
+            label = pub.methods[row.method].label
+            out.append(f"| {row.budget} | {label} | " + " | ".join(cells) + f" | {avg} |")
+        out += ["", "Sources and flags:"]
+        for row in table.rows:
+            label = f"{pub.methods[row.method].label} {row.budget}"
+            if row.note:
+                out.append(f"- {label}: {row.note}")
+            for column, value in [*row.cells.items(), ("Avg. %", row.avg)]:
+                if value is None:
+                    continue
+                if value.value is None:
+                    out.append(f"- {label} {column}: unconfirmed (no stored source)")
+                elif value.alternatives or value.note or value.source != row.source:
+                    alts = "; ".join(f"{number(v)} [{s}]" for v, s in value.alternatives)
+                    text = f"- {label} {column}: {number(value.value)} [{value.source}]"
+                    text += f" vs {alts}" if alts else ""
+                    text += f" ({value.note})" if value.note else ""
+                    out.append(text)
+            if row.source:
+                out.append(f"- {label}: other cells [{row.source}]")
+        out += [f"- {note}" for note in table.notes]
+        out.append("")
+    for e in pub.efficiency:
+        out += [f"## {e.title} [{e.source}]", ""]
+        out += [
+            "| Model | Method | Budget | Total s | Speed-up | Prefill ms | Speed-up |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for t in e.rows:
+            full = next(
+                (
+                    x
+                    for x in e.rows
+                    if x.model == t.model and pub.methods[x.method].compressor == FULL
+                ),
+                None,
+            )
+            out.append(
+                f"| {t.model} | {pub.methods[t.method].label} | {t.budget} | {number(t.total_s)} | "
+                f"{speedup(full and full.total_s, t.total_s)} | {number(t.prefill_ms)} | "
+                f"{speedup(full and full.prefill_ms, t.prefill_ms)} |"
+            )
+        out += ([f"- {e.note}"] if e.note else []) + [""]
+    out += ["Columns read from a run:"]
+    for b in pub.benchmarks.values():
+        keys = " or ".join(b.metrics)
+        where = (
+            f"data={b.data}, metric {keys} x {number(b.scale)}" if b.data else "no vzexp benchmark"
+        )
+        out.append(f"- {b.column}: {where} ({b.reads})")
+    out += ["", "Sources:"] + [f"- [{k}] {v}" for k, v in pub.sources.items()]
+    out += [
+        "",
+        "u = no stored source gives the value; a/b = sources disagree (the first is compared).",
+        "",
+    ]
+    return "\n".join(out)
