@@ -138,21 +138,27 @@ def matrices(rows: list[dict], published: list[Published]) -> list[Matrix]:
     return out
 
 
+def variant(r: dict) -> str:
+    """The run's strategy and the overrides that set it apart, less the tuned projector's path
+    (a row of its own through `tuned`, whatever the path)."""
+    return " ".join(w for w in r["variant"].split() if not w.startswith("model.projector="))
+
+
 def method_key(r: dict, pub: Published | None) -> str | None:
     """The published method of a run; None for a strategy (or a variant of one) it lacks."""
-    if pub is None or r["variant"] != r["strategy"]:
+    if pub is None or variant(r) != r["strategy"]:
         return None
     method = pub.method_for(r["strategy"], bool(r.get("tuned")))
     return method.key if method else None
 
 
 def line_key(r: dict, pub: Published | None, table: Table | None) -> tuple:
-    full = r["strategy"] == FULL and r["variant"] == FULL
-    return (full, r["variant"], bool(r.get("tuned")), None if full else r["budget"])
+    full = r["strategy"] == FULL and variant(r) == FULL
+    return (full, variant(r), bool(r.get("tuned")), None if full else r["budget"])
 
 
 def new_line(r: dict, pub: Published | None, table: Table | None) -> Line:
-    full = r["strategy"] == FULL and r["variant"] == FULL
+    full = r["strategy"] == FULL and variant(r) == FULL
     key = method_key(r, pub)
     if full:
         budget = table.full_budget if table else int(r["visual_tokens"] or 0)
@@ -161,7 +167,7 @@ def new_line(r: dict, pub: Published | None, table: Table | None) -> Line:
     if key:
         label = pub.methods[key].label
     else:
-        label = r["variant"] + (" (tuned projector)" if r.get("tuned") else "")
+        label = variant(r) + (" (tuned projector)" if r.get("tuned") else "")
     methods = list(pub.methods) if pub else []
     rank = methods.index(key) if key in methods else len(methods)
     return Line(label, budget, (not full, -budget, rank, label), key, full)
@@ -172,7 +178,8 @@ def fmt(x: float | None, digits: int = 1) -> str:
 
 
 def signed(x: float) -> str:
-    return f"{x:+.1f}"
+    text = f"{x:+.1f}"
+    return "0.0" if text in ("+0.0", "-0.0") else text
 
 
 def header(columns: list[str], extra: list[str]) -> list[str]:
@@ -197,7 +204,9 @@ def matrix_markdown(m: Matrix) -> str:
         out += header(m.columns, ["Avg. %", "Paper's Avg. %"])
         for line in compared:
             row = m.published_row(line)
-            cells = [cell_text(row.cells.get(c)) for c in m.columns]
+            cells = [
+                cell_text(row.cells.get(c)) if line.score(c) is not None else "" for c in m.columns
+            ]
             avg, uncertain = m.published_avg(line)
             paper_avg = "100" if line.full else cell_text(row.avg)
             out.append(
