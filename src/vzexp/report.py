@@ -13,11 +13,13 @@ as artifacts of that parent run.
 
     python -m vzexp.report --published visionzip
     python -m vzexp.report --experiment paper_llava15 --parent latest --compare visionzip
+    python -m vzexp.report --plan paper_llava15 [--root DIR]
 
 --published prints a paper's published table (vzexp/resources/published/<name>.yaml, or a path
 to a file of that schema) and needs no MLflow. --compare lays the runs out as that paper's
 tables (rows = method x budget, columns = benchmarks + Avg. %), with the published cells and the
 differences, and writes paper.md, paper.csv and paper_vs_tokens.png (also logged on the parent).
+--plan lists the jobs of a paper_* experiment and estimates their GPU hours (vzexp.plan).
 """
 
 from __future__ import annotations
@@ -292,6 +294,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME",
         help="lay the runs out as this paper's tables beside its published values (repeatable)",
     )
+    parser.add_argument(
+        "--plan",
+        metavar="EXPERIMENT",
+        help="list the jobs of a paper_* experiment and estimate their GPU hours",
+    )
+    parser.add_argument(
+        "--root",
+        default=None,
+        help="with --plan: the benchmarks' root (data.root), to size each benchmark from its files",
+    )
     args = parser.parse_args(argv)
     from vzexp.errors import VzexpError
 
@@ -301,6 +313,11 @@ def main(argv: list[str] | None = None) -> int:
             from vzexp.report_paper import published_markdown
 
             print("\n".join(published_markdown(load(name)) for name in args.published))
+            return 0
+        if args.plan:
+            from vzexp.plan import plan_text
+
+            print(plan_text(args.plan, args.compare or ["visionzip"], args.root))
             return 0
         return report(args)
     except VzexpError as exc:
