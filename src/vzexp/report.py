@@ -18,7 +18,8 @@ as artifacts of that parent run.
 --published prints a paper's published table (vzexp/resources/published/<name>.yaml, or a path
 to a file of that schema) and needs no MLflow. --compare lays the runs out as that paper's
 tables (rows = method x budget, columns = benchmarks + Avg. %), with the published cells and the
-differences, and writes paper.md, paper.csv and paper_vs_tokens.png (also logged on the parent).
+differences (cells the sweep lacks, e.g. the full-token runs of their own sweep, are taken from
+the newest run of the same experiment), and writes paper.md, paper.csv and paper_vs_tokens.png (also logged on the parent).
 --plan lists the jobs of a paper_* experiment and estimates their GPU hours (vzexp.plan).
 """
 
@@ -56,7 +57,9 @@ def job_rows(client, experiment_name: str, parent: str | None) -> list[dict]:
     if experiment is None:
         raise SystemExit(f"vzexp.report: error: no MLflow experiment named {experiment_name!r}")
     rows = []
-    for run in client.search_runs([experiment.experiment_id], max_results=5000):
+    for run in client.search_runs(
+        [experiment.experiment_id], max_results=5000, order_by=["attributes.start_time DESC"]
+    ):
         if is_sweep_parent(run) or run.info.status != "FINISHED":
             continue
         if parent and run.data.tags.get("mlflow.parentRunId") != parent:
@@ -232,16 +235,24 @@ def latest_parent(client, experiment_name: str) -> str | None:
     return parents[0].info.run_id if parents else None
 
 
-def with_full_runs(client, experiment_name: str, rows: list[dict]) -> list[dict]:
-    """The sweep's rows plus, for each benchmark and model it has no full-token run of, the
-    newest such run of the same experiment: the full-token cells are a sweep of their own
-    (compressor=none once per benchmark), so the compared sweep borrows them."""
-    have = {(r["benchmark"], r["model"]) for r in rows if r["strategy"] == "none"}
+def cell_key(r: dict) -> tuple:
+    """A cell of the paper's table: benchmark, model, strategy variant, tuned or not, budget."""
+    variant = " ".join(w for w in r["variant"].split() if not w.startswith("model.projector="))
+    budget = None if r["strategy"] == "none" else r["budget"]
+    return (r["benchmark"], r["model"], variant, bool(r.get("tuned")), budget)
+
+
+def with_missing_cells(client, experiment_name: str, rows: list[dict]) -> list[dict]:
+    """The sweep's rows plus, for each cell of the table it has no run of, the newest run of the
+    same experiment: a paper's table takes several sweeps (the full-token runs once per
+    benchmark, the tuned projector), each its own parent, in any order."""
+    have = {cell_key(r) for r in rows}
     ids = {r["run_id"] for r in rows}
+    others = [r for r in job_rows(client, experiment_name, None) if r["run_id"] not in ids]
     borrowed = {}
-    for r in job_rows(client, experiment_name, None):  # newest first
-        key = (r["benchmark"], r["model"])
-        if r["strategy"] == "none" and key not in have and r["run_id"] not in ids:
+    for r in others:  # newest first
+        key = cell_key(r)
+        if key not in have:
             borrowed.setdefault(key, r)
     return with_variants(rows + list(borrowed.values()))
 
@@ -340,7 +351,7 @@ def report(args) -> int:
     reference = job_rows(client, args.full_from, None) if args.full_from else []
     rows = job_rows(client, args.experiment, parent)
     if args.compare and parent:
-        rows = with_full_runs(client, args.experiment, rows)
+        rows = with_missing_cells(client, args.experiment, rows)
     rows = with_percentages(rows, reference)
     if not rows:
         print("vzexp.report: error: no finished runs with an accuracy to report", file=sys.stderr)
