@@ -260,9 +260,13 @@ def with_missing_cells(client, experiment_name: str, rows: list[dict]) -> list[d
 def write_paper_report(client, rows: list[dict], names: list[str], out: Path, parent) -> str:
     from vzexp import report_paper
     from vzexp.published import load
+    from vzexp.report_efficiency import efficiency_markdown
 
     mats = report_paper.matrices(rows, [load(name) for name in names])
-    text = report_paper.compare_markdown(mats)
+    parts = []
+    for m in mats:
+        parts += [report_paper.matrix_markdown(m), efficiency_markdown(m), ""]
+    text = "\n".join([*parts, report_paper.LEGEND, ""])
     with atomic_path(out / "paper.md") as tmp:
         tmp.write_text(text)
     with atomic_path(out / "paper.csv") as tmp, tmp.open("w", newline="") as f:
@@ -321,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.published:
             from vzexp.published import load
-            from vzexp.report_paper import published_markdown
+            from vzexp.published_text import published_markdown
 
             print("\n".join(published_markdown(load(name)) for name in args.published))
             return 0

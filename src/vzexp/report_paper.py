@@ -3,8 +3,8 @@
 Pure functions over the job rows `vzexp.report` reads from MLflow and the tables of
 `vzexp.published`; no MLflow here. For each model: a matrix with rows = method x budget and
 columns = benchmarks + Avg. % (each benchmark's score as a percentage of the full-token run of
-the same model, averaged over the benchmarks the row has), then the same cells as published, the
-difference, and an efficiency block. A run whose strategy (or variant) the published table does
+the same model, averaged over the benchmarks the row has), then the same cells as published and
+the difference (the efficiency block: vzexp.report_efficiency). A run whose strategy (or variant) the published table does
 not have is one more row, absent from the published and difference blocks."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from vzexp.published import Benchmark, Published, Table, Timing, Value, number
+from vzexp.published import Benchmark, Published, Table, Value
 
 # Columns for benchmarks no published file describes: the run's accuracy, in percent.
 FALLBACK_METRICS = ("accuracy",)
@@ -241,124 +241,8 @@ def difference(mine: float | None, published: Value | None) -> str:
     return signed(mine - published.value) + ("*" if published.uncertain else "")
 
 
-# -- efficiency ------------------------------------------------------------------------------
-
-
-def efficiency_benchmark(m: Matrix) -> str | None:
-    """The column the efficiency block reads: the published efficiency table's benchmark when
-    this sweep has it, else the first benchmark of the matrix."""
-    wanted = [e.benchmark for e in (m.published.efficiency if m.published else ())]
-    for column in [*wanted, *m.columns]:
-        if any(column in line.scores for line in m.lines):
-            return column
-    return None
-
-
-def timing(m: Matrix, line: Line, column: str) -> Timing | tuple[Timing, str] | None:
-    """The published timing of this line on `column`: the paper's own first, then a third
-    party's (returned with its source)."""
-    if m.published is None or line.method is None:
-        return None
-    found = []
-    for e in m.published.efficiency:
-        if e.benchmark != column:
-            continue
-        for t in e.rows:
-            if (t.model, t.method, t.budget) == (m.model, line.method, line.budget):
-                found.append((not e.paper, t, e.source))
-    if not found:
-        return None
-    _, t, source = min(found, key=lambda x: x[0])
-    return t, source
-
-
-def mean(values: list[float]) -> float | None:
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
-
-
-def efficiency_markdown(m: Matrix) -> str:
-    column = efficiency_benchmark(m)
-    if column is None:
-        return ""
-    full = m.full
-    rows = []
-    for line in m.lines:
-        runs = [r for r in line.runs if column_of(r, m) == column]
-        if runs:
-            rows.append((line, runs))
-    if not rows:
-        return ""
-    base = {}
-    if full is not None:
-        runs = [r for r in full.runs if column_of(r, m) == column]
-        base = {
-            "prefill": mean([r["prefill_ms_per_sample"] for r in runs]),
-            "total": mean([r["duration_s"] for r in runs]),
-        }
-        published_full = timing(m, full, column)
-        if published_full:
-            base["pub_prefill"], base["pub_total"] = (
-                published_full[0].prefill_ms,
-                published_full[0].total_s,
-            )
-    out = [
-        "",
-        f"### Efficiency ({column})",
-        "",
-        "| Budget | Method | Visual tokens (LLM) | Prefill ms | Speed-up | Total s | Speed-up "
-        "| Published prefill ms | Speed-up | Published total s | Speed-up |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for line, runs in rows:
-        prefill = mean([r["prefill_ms_per_sample"] for r in runs])
-        total = mean([r["duration_s"] for r in runs])
-        tokens = mean([r["visual_tokens_llm"] for r in runs])
-        found = timing(m, line, column)
-        pub_prefill = pub_total = ""
-        pub_prefill_x = pub_total_x = ""
-        if found:
-            t, source = found
-            tag = "" if source_is_paper(m, source) else f" [{source}]"
-            pub_prefill, pub_total = number(t.prefill_ms) + tag, number(t.total_s) + tag
-            pub_prefill_x = speedup(base.get("pub_prefill"), t.prefill_ms)
-            pub_total_x = speedup(base.get("pub_total"), t.total_s)
-        out.append(
-            f"| {line.budget} | {line.label} | {fmt(tokens, 0)} | {fmt(prefill)} | "
-            f"{speedup(base.get('prefill'), prefill)} | {fmt(total, 0)} | "
-            f"{speedup(base.get('total'), total)} | {pub_prefill} | {pub_prefill_x} | "
-            f"{pub_total} | {pub_total_x} |"
-        )
-    out += [
-        "",
-        "Prefill: time to the first token per sample; total: the run's wall-clock time (model "
-        "loading included); speed-up: the full-token run's time over this row's.",
-    ]
-    return "\n".join(out)
-
-
-def source_is_paper(m: Matrix, source: str) -> bool:
-    return any(e.paper and e.source == source for e in m.published.efficiency)
-
-
 def speedup(full: float | None, this: float | None) -> str:
     return f"{full / this:.1f}x" if full and this else ""
-
-
-def column_of(r: dict, m: Matrix) -> str:
-    bench = benchmark_of([m.published] if m.published else [], r["benchmark"])
-    return bench.column if bench else r["benchmark"]
-
-
-# -- whole report ----------------------------------------------------------------------------
-
-
-def compare_markdown(mats: list[Matrix]) -> str:
-    parts = []
-    for m in mats:
-        parts += [matrix_markdown(m), efficiency_markdown(m), ""]
-    parts += [LEGEND, ""]
-    return "\n".join(parts)
 
 
 CSV_FIELDS = [
@@ -468,76 +352,3 @@ def plot(mats: list[Matrix], path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
-
-
-# -- the published table alone ----------------------------------------------------------------
-
-
-def published_markdown(pub: Published) -> str:
-    out = [f"# {pub.paper}: {pub.title} ({pub.reference})", f"file: {pub.path}", ""]
-    for table in pub.tables:
-        out += [f"## {table.title}: model={table.model}", ""]
-        if table.tokens:
-            per = ", ".join(f"{k} -> tokens={v}" for k, v in table.tokens.items())
-            out += [f"vzexp `tokens` for the paper's budgets: {per}", ""]
-        out += header(list(table.columns), ["Avg. %"])
-        for row in table.rows:
-            cells = [cell_text(row.cells.get(c)) for c in table.columns]
-            avg = "100" if row.budget == table.full_budget else cell_text(row.avg)
-            label = pub.methods[row.method].label
-            out.append(f"| {row.budget} | {label} | " + " | ".join(cells) + f" | {avg} |")
-        out += ["", "Sources and flags:"]
-        for row in table.rows:
-            label = f"{pub.methods[row.method].label} {row.budget}"
-            if row.note:
-                out.append(f"- {label}: {row.note}")
-            for column, value in [*row.cells.items(), ("Avg. %", row.avg)]:
-                if value is None:
-                    continue
-                if value.value is None:
-                    out.append(f"- {label} {column}: unconfirmed (no stored source)")
-                elif value.alternatives or value.note or value.source != row.source:
-                    alts = "; ".join(f"{number(v)} [{s}]" for v, s in value.alternatives)
-                    text = f"- {label} {column}: {number(value.value)} [{value.source}]"
-                    text += f" vs {alts}" if alts else ""
-                    text += f" ({value.note})" if value.note else ""
-                    out.append(text)
-            if row.source:
-                out.append(f"- {label}: other cells [{row.source}]")
-        out += [f"- {note}" for note in table.notes]
-        out.append("")
-    for e in pub.efficiency:
-        out += [f"## {e.title} [{e.source}]", ""]
-        out += [
-            "| Model | Method | Budget | Total s | Speed-up | Prefill ms | Speed-up |",
-            "|---|---|---:|---:|---:|---:|---:|",
-        ]
-        for t in e.rows:
-            full = next(
-                (
-                    x
-                    for x in e.rows
-                    if x.model == t.model and pub.methods[x.method].compressor == FULL
-                ),
-                None,
-            )
-            out.append(
-                f"| {t.model} | {pub.methods[t.method].label} | {t.budget} | {number(t.total_s)} | "
-                f"{speedup(full and full.total_s, t.total_s)} | {number(t.prefill_ms)} | "
-                f"{speedup(full and full.prefill_ms, t.prefill_ms)} |"
-            )
-        out += ([f"- {e.note}"] if e.note else []) + [""]
-    out += ["Columns read from a run:"]
-    for b in pub.benchmarks.values():
-        keys = " or ".join(b.metrics)
-        where = (
-            f"data={b.data}, metric {keys} x {number(b.scale)}" if b.data else "no vzexp benchmark"
-        )
-        out.append(f"- {b.column}: {where} ({b.reads})")
-    out += ["", "Sources:"] + [f"- [{k}] {v}" for k, v in pub.sources.items()]
-    out += [
-        "",
-        "u = no stored source gives the value; a/b = sources disagree (the first is compared).",
-        "",
-    ]
-    return "\n".join(out)
