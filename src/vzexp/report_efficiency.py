@@ -17,13 +17,13 @@ def efficiency_benchmark(m: Matrix) -> str | None:
     return None
 
 
-def timing(m: Matrix, line: Line, column: str) -> Timing | tuple[Timing, str] | None:
-    """The published timing of this line on `column`: the paper's own first, then a third
-    party's (returned with its source)."""
-    if m.published is None or line.method is None:
+def timing(m: Matrix, line: Line, column: str) -> tuple[Timing, str, bool] | None:
+    """The published timing of this line on `column`, from the file it is compared with: the
+    paper's own first, then a third party's; with its source and whether it is the paper's."""
+    if line.source is None or line.method is None:
         return None
     found = []
-    for e in m.published.efficiency:
+    for e in line.source[0].efficiency:
         if e.benchmark != column:
             continue
         for t in e.rows:
@@ -31,8 +31,8 @@ def timing(m: Matrix, line: Line, column: str) -> Timing | tuple[Timing, str] | 
                 found.append((not e.paper, t, e.source))
     if not found:
         return None
-    _, t, source = min(found, key=lambda x: x[0])
-    return t, source
+    third_party, t, source = min(found, key=lambda x: x[0])
+    return t, source, not third_party
 
 
 def mean(values: list[float]) -> float | None:
@@ -81,8 +81,8 @@ def efficiency_markdown(m: Matrix) -> str:
         pub_prefill = pub_total = ""
         pub_prefill_x = pub_total_x = ""
         if found:
-            t, source = found
-            tag = "" if source_is_paper(m, source) else f" [{source}]"
+            t, source, paper = found
+            tag = "" if paper else f" [{source}]"
             pub_prefill, pub_total = number(t.prefill_ms) + tag, number(t.total_s) + tag
             pub_prefill_x = speedup(base.get("pub_prefill"), t.prefill_ms)
             pub_total_x = speedup(base.get("pub_total"), t.total_s)
@@ -98,10 +98,6 @@ def efficiency_markdown(m: Matrix) -> str:
         "loading included); speed-up: the full-token run's time over this row's.",
     ]
     return "\n".join(out)
-
-
-def source_is_paper(m: Matrix, source: str) -> bool:
-    return any(e.paper and e.source == source for e in m.published.efficiency)
 
 
 def column_of(r: dict, m: Matrix) -> str:

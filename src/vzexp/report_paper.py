@@ -34,8 +34,10 @@ class Line:
     label: str
     budget: int  # the paper's budget label (LLaVA-NeXT: the total over the views)
     order: tuple
-    method: str | None = None  # the published method key, when the published table has it
+    method: str | None = None  # the published method key, when a published table has it
     full: bool = False
+    # the published file and table the row is compared with (the first --compare that has it)
+    source: tuple[Published, Table] | None = None
     scores: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     runs: list[dict] = field(default_factory=list)
 
@@ -69,14 +71,21 @@ class Matrix:
         return sum(ratios) / len(ratios) if ratios else None
 
     def published_row(self, line: Line):
-        if self.table is None or line.method is None:
+        if line.source is None or line.method is None:
             return None
-        return self.table.row(line.method, line.budget)
+        return line.source[1].row(line.method, line.budget)
+
+    def published_full_row(self, line: Line):
+        if line.source is None:
+            return None
+        pub, table = line.source
+        full = pub.full_method()
+        return table.row(full.key, table.full_budget) if full else None
 
     def published_avg(self, line: Line) -> tuple[float | None, bool]:
-        """The published cells' Avg. % over the same columns (against the published full row),
-        and whether it rests on an uncertain or missing published value."""
-        row, full = self.published_row(line), self.published_row(self.full) if self.full else None
+        """The published cells' Avg. % over the same columns (against the full-token row of the
+        same published table), and whether it rests on an uncertain or missing published value."""
+        row, full = self.published_row(line), self.published_full_row(line)
         if row is None or full is None:
             return None, False
         ratios, uncertain = [], False
@@ -114,9 +123,8 @@ def matrices(rows: list[dict], published: list[Published]) -> list[Matrix]:
         by_model[r["model"]].append(r)
     out = []
     for model, runs in sorted(by_model.items()):
-        pub, table = next(
-            ((p, t) for p in published if (t := p.table_for(model)) is not None), (None, None)
-        )
+        candidates = [(p, t) for p in published if (t := p.table_for(model)) is not None]
+        pub, table = candidates[0] if candidates else (None, None)
         columns = {}
         lines: dict[tuple, Line] = {}
         for r in runs:
@@ -126,7 +134,7 @@ def matrices(rows: list[dict], published: list[Published]) -> list[Matrix]:
             if score is None:
                 continue
             columns[column] = True
-            line = lines.setdefault(line_key(r, pub, table), new_line(r, pub, table))
+            line = lines.setdefault(line_key(r), new_line(r, candidates))
             line.scores[column].append(score)
             line.runs.append(r)
         paper_order = list(table.columns) if table else []
@@ -144,33 +152,40 @@ def variant(r: dict) -> str:
     return " ".join(w for w in r["variant"].split() if not w.startswith("model.projector="))
 
 
-def method_key(r: dict, pub: Published | None) -> str | None:
-    """The published method of a run; None for a strategy (or a variant of one) it lacks."""
-    if pub is None or variant(r) != r["strategy"]:
-        return None
-    method = pub.method_for(r["strategy"], bool(r.get("tuned")))
-    return method.key if method else None
-
-
-def line_key(r: dict, pub: Published | None, table: Table | None) -> tuple:
+def line_key(r: dict) -> tuple:
     full = r["strategy"] == FULL and variant(r) == FULL
     return (full, variant(r), bool(r.get("tuned")), None if full else r["budget"])
 
 
-def new_line(r: dict, pub: Published | None, table: Table | None) -> Line:
+def new_line(r: dict, candidates: list[tuple[Published, Table]]) -> Line:
+    """The row of a run: its published method and table (the first file that has the method at
+    this budget, else the first that has the method), its label, budget and place in the order."""
     full = r["strategy"] == FULL and variant(r) == FULL
-    key = method_key(r, pub)
+    primary = candidates[0] if candidates else None
+    source, key = None, None
+    if full and primary and (method := primary[0].full_method()):
+        source, key = primary, method.key
+    elif not full and variant(r) == r["strategy"]:
+        tuned = bool(r.get("tuned"))
+        found = [
+            ((p, t), m.key)
+            for p, t in candidates
+            if (m := p.method_for(r["strategy"], tuned)) is not None
+        ]
+        exact = [(c, k) for c, k in found if c[1].row(k, c[1].paper_budget(r["budget"]))]
+        source, key = (exact or found or [(None, None)])[0]
+    table = primary[1] if primary else None
     if full:
         budget = table.full_budget if table else int(r["visual_tokens"] or 0)
     else:
         budget = table.paper_budget(r["budget"]) if table else r["budget"]
     if key:
-        label = pub.methods[key].label
+        label = source[0].methods[key].label
     else:
         label = variant(r) + (" (tuned projector)" if r.get("tuned") else "")
-    methods = list(pub.methods) if pub else []
+    methods = [k for p, _ in candidates for k in p.methods]
     rank = methods.index(key) if key in methods else len(methods)
-    return Line(label, budget, (not full, -budget, rank, label), key, full)
+    return Line(label, budget, (not full, -budget, rank, label), key, full, source=source)
 
 
 def fmt(x: float | None, digits: int = 1) -> str:
@@ -199,8 +214,10 @@ def matrix_markdown(m: Matrix) -> str:
         )
     compared = [line for line in m.lines if m.published_row(line) is not None]
     if compared:
-        pub = m.published
-        out += ["", f"### Published ({pub.paper}, {pub.reference})", ""]
+        papers = dict.fromkeys(
+            f"{line.source[0].paper}, {line.source[0].reference}" for line in compared
+        )
+        out += ["", f"### Published ({'; '.join(papers)})", ""]
         out += header(m.columns, ["Avg. %", "Paper's Avg. %"])
         for line in compared:
             row = m.published_row(line)
