@@ -71,3 +71,14 @@ def test_the_plan_lists_the_sweep_and_one_full_token_run_per_benchmark():
     text = plan_text("paper_llava_next", ["visionzip"])
     hours = (9 * (756 + 1792 + 1895) + 9 * 3 * 2 * 2293 + 9 * 2293) / 3600
     assert f"Estimated: {hours:.1f} GPU hours for 90 jobs" in text
+
+
+def test_with_the_benchmark_files_the_plan_scales_each_benchmark_by_its_rows(tmp_path):
+    from benchmark_fixtures import fixtures
+
+    fixtures(tmp_path)  # POPE: 3 questions, MME: 2; GQA: 2 questions and a table of 2 images
+    _, jobs, _ = estimate("paper_llava_next", ["visionzip"], str(tmp_path))
+    seconds = {(j.overrides["data"], j.overrides["compressor"]): j.seconds for j in jobs}
+    assert seconds[("pope", "none")] == 2293
+    assert seconds[("mme", "none")] == pytest.approx(2293 * 2 / 3)
+    assert seconds[("gqa", "none")] == pytest.approx(2293 * 2 / 3)  # images table left out
