@@ -9,7 +9,19 @@ and writes into DIR (default: report/):
   * report.csv: the same, one row per run, with the efficiency figures;
   * accuracy_vs_tokens.png: accuracy against the visual tokens the LLM sees on average.
 With --parent (or the newest sweep parent when --parent=latest) the three files are also logged
-as artifacts of that parent run."""
+as artifacts of that parent run.
+
+    python -m vzexp.report --published visionzip
+    python -m vzexp.report --experiment paper_llava15 --parent latest --compare visionzip
+    python -m vzexp.report --plan paper_llava15 [--root DIR]
+
+--published prints a paper's published table (vzexp/resources/published/<name>.yaml, or a path
+to a file of that schema) and needs no MLflow. --compare lays the runs out as that paper's
+tables (rows = method x budget, columns = benchmarks + Avg. %), with the published cells and the
+differences (cells the sweep lacks, e.g. the full-token runs of their own sweep, are taken from
+the newest run of the same experiment), and writes paper.md, paper.csv and paper_vs_tokens.png (also logged on the parent).
+--plan lists the jobs of a paper_* experiment and estimates their GPU hours (vzexp.plan).
+"""
 
 from __future__ import annotations
 
@@ -45,7 +57,9 @@ def job_rows(client, experiment_name: str, parent: str | None) -> list[dict]:
     if experiment is None:
         raise SystemExit(f"vzexp.report: error: no MLflow experiment named {experiment_name!r}")
     rows = []
-    for run in client.search_runs([experiment.experiment_id], max_results=5000):
+    for run in client.search_runs(
+        [experiment.experiment_id], max_results=5000, order_by=["attributes.start_time DESC"]
+    ):
         if is_sweep_parent(run) or run.info.status != "FINISHED":
             continue
         if parent and run.data.tags.get("mlflow.parentRunId") != parent:
@@ -67,6 +81,11 @@ def job_rows(client, experiment_name: str, parent: str | None) -> list[dict]:
                 "selection_overhead": m.get("selection_overhead"),
                 "run_id": run.info.run_id,
                 "budget": int(p.get("tokens", 0)),
+                "metrics": dict(m),
+                "tuned": p.get("model.projector", "None") not in ("None", "", "null"),
+                "duration_s": (run.info.end_time - run.info.start_time) / 1000
+                if run.info.end_time and run.info.start_time
+                else None,
                 "overrides": run.data.tags.get("vzexp.overrides", "").split(),
             }
         )
@@ -203,6 +222,65 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def latest_parent(client, experiment_name: str) -> str | None:
+    experiment = client.get_experiment_by_name(experiment_name)
+    parents = [
+        r
+        for r in client.search_runs(
+            [experiment.experiment_id] if experiment else [],
+            order_by=["attributes.start_time DESC"],
+        )
+        if is_sweep_parent(r)
+    ]
+    return parents[0].info.run_id if parents else None
+
+
+def cell_key(r: dict) -> tuple:
+    """A cell of the paper's table: benchmark, model, strategy variant, tuned or not, budget."""
+    variant = " ".join(w for w in r["variant"].split() if not w.startswith("model.projector="))
+    budget = None if r["strategy"] == "none" else r["budget"]
+    return (r["benchmark"], r["model"], variant, bool(r.get("tuned")), budget)
+
+
+def with_missing_cells(client, experiment_name: str, rows: list[dict]) -> list[dict]:
+    """The sweep's rows plus, for each cell of the table it has no run of, the newest run of the
+    same experiment: a paper's table takes several sweeps (the full-token runs once per
+    benchmark, the tuned projector), each its own parent, in any order."""
+    have = {cell_key(r) for r in rows}
+    ids = {r["run_id"] for r in rows}
+    others = [r for r in job_rows(client, experiment_name, None) if r["run_id"] not in ids]
+    borrowed = {}
+    for r in others:  # newest first
+        key = cell_key(r)
+        if key not in have:
+            borrowed.setdefault(key, r)
+    return with_variants(rows + list(borrowed.values()))
+
+
+def write_paper_report(client, rows: list[dict], names: list[str], out: Path, parent) -> str:
+    from vzexp import report_paper
+    from vzexp.published import load
+    from vzexp.report_efficiency import efficiency_markdown
+
+    mats = report_paper.matrices(rows, [load(name) for name in names])
+    parts = []
+    for m in mats:
+        parts += [report_paper.matrix_markdown(m), efficiency_markdown(m), ""]
+    text = "\n".join([*parts, report_paper.LEGEND, ""])
+    with atomic_path(out / "paper.md") as tmp:
+        tmp.write_text(text)
+    with atomic_path(out / "paper.csv") as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=report_paper.CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(report_paper.compare_csv(mats))
+    with atomic_path(out / "paper_vs_tokens.png") as tmp:
+        report_paper.plot(mats, tmp)
+    if parent:
+        for name in ("paper.md", "paper.csv", "paper_vs_tokens.png"):
+            client.log_artifact(parent, str(out / name), artifact_path="report")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m vzexp.report", description=__doc__.split("\n")[0]
@@ -218,34 +296,76 @@ def main(argv: list[str] | None = None) -> int:
         help="take the all-tokens (compressor=none) reference from this experiment's runs "
         "when the report's own runs have none (e.g. an ablation sweep)",
     )
+    parser.add_argument(
+        "--published",
+        action="append",
+        metavar="NAME",
+        help="print a published table (a shipped name, e.g. visionzip, or a .yaml path); "
+        "no MLflow needed",
+    )
+    parser.add_argument(
+        "--compare",
+        action="append",
+        metavar="NAME",
+        help="lay the runs out as this paper's tables beside its published values (repeatable)",
+    )
+    parser.add_argument(
+        "--plan",
+        metavar="EXPERIMENT",
+        help="list the jobs of a paper_* experiment and estimate their GPU hours",
+    )
+    parser.add_argument(
+        "--root",
+        default=None,
+        help="with --plan: the benchmarks' root (data.root), to size each benchmark from its files",
+    )
     args = parser.parse_args(argv)
+    from vzexp.errors import VzexpError
+
+    try:
+        if args.published:
+            from vzexp.published import load
+            from vzexp.published_text import published_markdown
+
+            print("\n".join(published_markdown(load(name)) for name in args.published))
+            return 0
+        if args.plan:
+            from vzexp.plan import plan_text
+
+            print(plan_text(args.plan, args.compare or ["visionzip"], args.root))
+            return 0
+        return report(args)
+    except VzexpError as exc:
+        print(f"vzexp.report: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def report(args) -> int:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri(args.uri))
     parent = args.parent
     if parent == "latest":
-        experiment = client.get_experiment_by_name(args.experiment)
-        parents = [
-            r
-            for r in client.search_runs(
-                [experiment.experiment_id] if experiment else [],
-                order_by=["attributes.start_time DESC"],
-            )
-            if is_sweep_parent(r)
-        ]
-        if not parents:
+        parent = latest_parent(client, args.experiment)
+        if parent is None:
             print(
                 "vzexp.report: error: --parent=latest: no sweep in this experiment", file=sys.stderr
             )
             return 2
-        parent = parents[0].info.run_id
     reference = job_rows(client, args.full_from, None) if args.full_from else []
-    rows = with_percentages(job_rows(client, args.experiment, parent), reference)
+    rows = job_rows(client, args.experiment, parent)
+    if args.compare and parent:
+        rows = with_missing_cells(client, args.experiment, rows)
+    rows = with_percentages(rows, reference)
     if not rows:
         print("vzexp.report: error: no finished runs with an accuracy to report", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.compare:
+        print(write_paper_report(client, rows, args.compare, out, parent))
+        print(f"wrote {out / 'paper.md'}, paper.csv, paper_vs_tokens.png ({len(rows)} runs)")
+        return 0
     # each file whole or absent: a report killed mid-way never leaves a truncated table
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text(markdown(rows))

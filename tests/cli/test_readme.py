@@ -29,6 +29,7 @@ SKIPS = [
     ("mlflow ui", "starts a web server that runs until it is stopped"),
     ("hydra/launcher=slurm", "submits jobs to a SLURM cluster"),
     ("model.path=/models/", "needs a local 7B checkpoint, a benchmark copy and a GPU"),
+    ("--compare visionzip", "reads the paper sweep above, which needs a 7B checkpoint and a GPU"),
 ]
 # the sweep whose runs the next command (`vzexp.report --parent latest`) reads from MLflow
 TRACKED = "python -m vzexp -m tokens="

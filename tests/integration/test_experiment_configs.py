@@ -13,13 +13,19 @@ from vzexp.paths import config_dir
 from vzexp.tasks.stages import compose_stages
 
 EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
+# the paths an experiment leaves to the user (`???`)
+REQUIRED = {
+    name: ["data.root=/tmp/eval", "model.path=/tmp/model"]
+    for name in ("paper_llava15", "paper_llava_next")
+}
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_composes_and_validates(name):
     register_configs()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=[f"+experiment={name}"], return_hydra_config=True)
+        overrides = [f"+experiment={name}", *REQUIRED.get(name, [])]
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)  # ${hydra:...} interpolations resolve as in a run
         with open_dict(cfg):
             del cfg["hydra"]
