@@ -10,7 +10,7 @@ from omegaconf import open_dict
 from vzexp.config import register_configs, validate
 from vzexp.errors import ConfigError
 from vzexp.paths import config_dir
-from vzexp.plan import estimate, plan_text
+from vzexp.report.plan import estimate, plan_text
 
 BENCHMARKS = "gqa,mmbench,mme,pope,scienceqa,seed,textvqa,vqav2,mmmu"
 

@@ -5,7 +5,7 @@ of the sweep alone."""
 from __future__ import annotations
 
 from vzexp.published import load
-from vzexp.report_paper import matrices, matrix_markdown
+from vzexp.report.paper import matrices, matrix_markdown
 
 MINE = """\
 paper: MyBaseline

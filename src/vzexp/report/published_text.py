@@ -5,7 +5,7 @@ and the list of sources."""
 from __future__ import annotations
 
 from vzexp.published import Published, number
-from vzexp.report_paper import FULL, cell_text, header, speedup
+from vzexp.report.paper import FULL, cell_text, header, speedup
 
 
 def published_markdown(pub: Published) -> str:

@@ -4,7 +4,7 @@ Pure functions over the job rows `vzexp.report` reads from MLflow and the tables
 `vzexp.published`; no MLflow here. For each model: a matrix with rows = method x budget and
 columns = benchmarks + Avg. % (each benchmark's score as a percentage of the full-token run of
 the same model, averaged over the benchmarks the row has), then the same cells as published and
-the difference (the efficiency block: vzexp.report_efficiency). A run whose strategy (or variant) the published table does
+the difference (the efficiency block: vzexp.report.efficiency). A run whose strategy (or variant) the published table does
 not have is one more row, absent from the published and difference blocks."""
 
 from __future__ import annotations

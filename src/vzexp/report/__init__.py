@@ -20,7 +20,7 @@ to a file of that schema) and needs no MLflow. --compare lays the runs out as th
 tables (rows = method x budget, columns = benchmarks + Avg. %), with the published cells and the
 differences (cells the sweep lacks, e.g. the full-token runs of their own sweep, are taken from
 the newest run of the same experiment), and writes paper.md, paper.csv and paper_vs_tokens.png (also logged on the parent).
---plan lists the jobs of a paper_* experiment and estimates their GPU hours (vzexp.plan).
+--plan lists the jobs of a paper_* experiment and estimates their GPU hours (vzexp.report.plan).
 """
 
 from __future__ import annotations
@@ -258,9 +258,9 @@ def with_missing_cells(client, experiment_name: str, rows: list[dict]) -> list[d
 
 
 def write_paper_report(client, rows: list[dict], names: list[str], out: Path, parent) -> str:
-    from vzexp import report_paper
     from vzexp.published import load
-    from vzexp.report_efficiency import efficiency_markdown
+    from vzexp.report import paper as report_paper
+    from vzexp.report.efficiency import efficiency_markdown
 
     mats = report_paper.matrices(rows, [load(name) for name in names])
     parts = []
@@ -325,12 +325,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.published:
             from vzexp.published import load
-            from vzexp.published_text import published_markdown
+            from vzexp.report.published_text import published_markdown
 
             print("\n".join(published_markdown(load(name)) for name in args.published))
             return 0
         if args.plan:
-            from vzexp.plan import plan_text
+            from vzexp.report.plan import plan_text
 
             print(plan_text(args.plan, args.compare or ["visionzip"], args.root))
             return 0
@@ -381,7 +381,3 @@ def report(args) -> int:
     print(markdown(rows))
     print(f"wrote {out / 'report.md'}, report.csv, accuracy_vs_tokens.png ({len(rows)} runs)")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

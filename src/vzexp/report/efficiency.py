@@ -4,7 +4,7 @@ the full-token run, beside the published timings (the paper's own first, a third
 from __future__ import annotations
 
 from vzexp.published import Timing, number
-from vzexp.report_paper import Line, Matrix, benchmark_of, fmt, speedup
+from vzexp.report.paper import Line, Matrix, benchmark_of, fmt, speedup
 
 
 def efficiency_benchmark(m: Matrix) -> str | None:
