@@ -49,15 +49,19 @@ def groups(searchpath: Sequence[str] = ()) -> list[str]:
     from hydra.core.object_type import ObjectType
 
     found = _repository(tuple(searchpath)).get_group_options("", ObjectType.GROUP)
-    return sorted(g for g in found if g not in INTERNAL)
+    return sorted(set(found) - INTERNAL)
 
 
 def options(group: str, searchpath: Sequence[str] = ()) -> list[str]:
     """The options of a config group (sorted): the names `group=<name>` accepts, from every dir
-    on the search path (an option found in several dirs counts once)."""
+    on the search path and from configs registered in Python (Hydra's plugins register theirs
+    so); an option found in several places counts once. The typed schema `vzexp.config` stores
+    in each group (`<group>_schema`) is what options are checked against, not a choice: left out."""
     from hydra.core.object_type import ObjectType
 
-    return sorted(_repository(tuple(searchpath)).get_group_options(group, ObjectType.CONFIG))
+    schema = f"{group.rsplit('/', 1)[-1]}_schema"
+    found = _repository(tuple(searchpath)).get_group_options(group, ObjectType.CONFIG)
+    return sorted(name for name in found if name != schema)
 
 
 def source(group: str, option: str, searchpath: Sequence[str] = ()) -> str:
