@@ -10,22 +10,19 @@ import json
 
 import numpy as np
 import pytest
-from benchmark_fixtures import fixtures, picture
+from benchmark_fixtures import fixtures, picture, real_benchmarks
+from hydra.utils import get_class
+from omegaconf import OmegaConf
 
 from vzexp.data import benchmarks as B
 from vzexp.data.scoring import scorer_for
 from vzexp.errors import MissingPathError
+from vzexp.list import source
 
+# every real benchmark of the registry, with the dataset class its YAML names
 CLASSES = {
-    "pope": B.POPE,
-    "mme": B.MME,
-    "vqav2": B.VQAv2,
-    "textvqa": B.TextVQA,
-    "gqa": B.GQA,
-    "scienceqa": B.ScienceQA,
-    "seed": B.SEEDBench,
-    "mmbench": B.MMBench,
-    "mmmu": B.MMMU,
+    name: get_class(OmegaConf.create(source("data", name)).dataset["_target_"])
+    for name in real_benchmarks()
 }
 
 
@@ -40,6 +37,10 @@ def records(dataset, predictions):
         s = dataset[i]
         out.append({"id": s.id, "prediction": prediction, "answer": s.answer, "meta": s.meta})
     return out
+
+
+def test_every_real_benchmark_has_a_fixture_copy(roots):
+    assert sorted(roots) == real_benchmarks()
 
 
 def test_pope(roots):
