@@ -4,6 +4,9 @@ from `vzexp.list`, so a new YAML is tested with no edit here. Experiments: test_
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import pkgutil
 import re
 
 import pytest
@@ -11,11 +14,12 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+import vzexp.compress
 from vzexp.compress.base import Compressor
 from vzexp.compress.registry import strategy_class, strategy_config
 from vzexp.config import register_configs, validate
 from vzexp.errors import ConfigError
-from vzexp.list import groups, options
+from vzexp.list import groups, options, source
 from vzexp.paths import config_dir
 
 CHOICE_GROUPS = [g for g in groups() if g != "experiment"]  # experiments are diffs, not choices
@@ -117,3 +121,32 @@ def test_every_strategy_builds_the_class_its_yaml_names(hydra_conf, option):
     assert strategy_config(option)["name"] == cfg.compressor.name == option
     assert compressor.kind in ("encoder", "llm")
     assert compressor.budget == 16  # the run's `tokens` is every strategy's budget
+
+
+def test_every_strategy_class_has_a_yaml():
+    """The compressor classes in vzexp.compress and the `compressor` group agree: each strategy
+    class (one that declares its own `name`; shared bases such as LLMPruner do not) is what some
+    option's `_target_` names, and every option names one of them."""
+    for info in pkgutil.iter_modules(vzexp.compress.__path__, "vzexp.compress."):
+        importlib.import_module(info.name)
+    concrete = set()
+    pending = [Compressor]
+    while pending:
+        cls = pending.pop()
+        pending += cls.__subclasses__()
+        in_package = cls.__module__.startswith("vzexp.compress.")  # not a test's own subclass
+        if in_package and "name" in vars(cls) and not inspect.isabstract(cls):
+            concrete.add(cls)
+    named = {strategy_class(option) for option in options("compressor")}
+    assert concrete == named
+
+
+def test_model_families_and_model_configs_agree():
+    """Every family vzexp.models supports has a model config, and every config's family is one."""
+    from vzexp.models.registry import FAMILIES
+
+    named = {OmegaConf.create(source("model", o)).get("family") for o in options("model")}
+    assert named - {None} == set(FAMILIES)
+    for family, path in FAMILIES.items():
+        module, _, name = path.partition(":")
+        assert getattr(importlib.import_module(module), name).name == family
