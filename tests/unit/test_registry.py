@@ -3,7 +3,10 @@ lists in the errors that name alternatives, checked against what each strategy d
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from vzexp_testing import REPO
 
 from vzexp.compress.registry import build_compressor, strategies, strategy_class
 from vzexp.errors import ConfigError
@@ -70,3 +73,18 @@ def test_grid_refusal_names_the_strategies_that_fit_a_grid_without_cls(name):
         n for n in ENCODER_SIDE if not (strategy_class(n).grid_based or strategy_class(n).needs_cls)
     ]
     assert usable == fits
+
+
+def test_the_readme_strategy_table_covers_the_registry():
+    """The README's strategy table has a row for every registered strategy but the `none`
+    baseline, and names no other, each on the side (encoder/LLM) its class declares."""
+    text = (REPO / "README.md").read_text()
+    table = text.split("### Strategies (")[1].split("\n\n")[1]
+    sides = {}
+    for row in table.splitlines()[2:]:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        for name in re.findall(r"`(\w+)`", cells[0]):
+            sides[name] = cells[1]
+    assert sorted(sides) == [n for n in options("compressor") if n != "none"]
+    for name, side in sides.items():
+        assert side == {"encoder": "encoder", "llm": "LLM"}[strategy_class(name).kind], name
