@@ -3,7 +3,10 @@ lists in the errors that name alternatives, checked against what each strategy d
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 from vzexp_testing import REPO
@@ -88,3 +91,16 @@ def test_the_readme_strategy_table_covers_the_registry():
     assert sorted(sides) == [n for n in options("compressor") if n != "none"]
     for name, side in sides.items():
         assert side == {"encoder": "encoder", "llm": "LLM"}[strategy_class(name).kind], name
+
+
+def test_listing_imports_no_heavy_library():
+    """`python -m vzexp.list` answers without torch, transformers, Lightning or MLflow."""
+    code = (
+        "import sys, vzexp.list as registry; registry.listing(); "
+        "print([m for m in ('torch', 'transformers', 'lightning', 'mlflow') if m in sys.modules])"
+    )
+    path = [str(REPO / "src"), os.environ.get("PYTHONPATH", "")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, path)))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
