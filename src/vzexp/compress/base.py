@@ -75,7 +75,7 @@ class Compressor(ABC):
         """For strategies that rank by CLS attention (`needs_cls`): one clear error on a tower
         without CLS, naming the registered strategies of the same kind that need no CLS."""
         if self.needs_cls and not has_cls:
-            from vzexp.compress.registry import strategies
+            from vzexp.compress.registry import strategies  # here: the registry imports this module
 
             usable = strategies(lambda cls: cls.kind == self.kind and not cls.needs_cls)
             raise ConfigError(
