@@ -5,7 +5,22 @@ from __future__ import annotations
 
 import datasets
 import numpy as np
+from omegaconf import OmegaConf
 from PIL import Image
+
+from vzexp.list import options, source
+
+
+def real_benchmarks() -> list[str]:
+    """The `data` options that read a real benchmark's files: their dataset class is one of
+    vzexp.data.benchmarks'."""
+    return [
+        name
+        for name in options("data")
+        if OmegaConf.create(source("data", name))
+        .dataset["_target_"]
+        .startswith("vzexp.data.benchmarks")
+    ]
 
 
 def picture(seed: int) -> Image.Image:

@@ -20,21 +20,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from vzexp.compress.none import NoCompression
+from vzexp.compress.registry import strategies
+
 HERE = Path(__file__).resolve().parent
-ENCODER_SIDE = [
-    "visionzip",
-    "dominant",
-    "contextual",
-    "random",
-    "pool",
-    "downsample",
-    "tome",
-    "prumerge",
-    "prumerge_plus",
-    "divprune",
-    "vispruner",
-]
-LLM_SIDE = ["fastv", "pdrop", "sparsevlm"]
+# every registered strategy (python -m vzexp.list compressor); `none` runs once, as the baseline
+ENCODER_SIDE = strategies(lambda cls: cls.kind == "encoder" and cls is not NoCompression)
+LLM_SIDE = strategies(lambda cls: cls.kind == "llm")
 COLUMNS = ["accuracy", "visual_tokens_llm", "prefill_ms_per_sample", "selection_overhead"]
 
 

@@ -8,14 +8,14 @@ import json
 import os
 
 import numpy as np
-from benchmark_fixtures import fixtures
+from benchmark_fixtures import fixtures, real_benchmarks
 from mlflow.tracking import MlflowClient
 from PIL import Image
 from vzexp_testing import run_cli
 
 from vzexp.tracking import is_sweep_parent
 
-NAMES = ["pope", "mme", "vqav2", "textvqa", "gqa", "scienceqa", "seed", "mmbench", "mmmu"]
+NAMES = real_benchmarks()
 SMALL = ["model=tiny_random", "data.batch_size=2", "task.max_new_tokens=2"]
 
 
@@ -26,7 +26,7 @@ def runs(env, name="vzexp"):
 
 
 def test_every_benchmark_reads_scores_and_logs(tmp_path, cli_env):
-    fixtures(tmp_path / "data")
+    assert sorted(fixtures(tmp_path / "data")) == NAMES  # every benchmark has its fixture copy
     root = f"data.root={tmp_path / 'data'}/${{data.name}}"
     proc = run_cli(["-m", f"data={','.join(NAMES)}", root, *SMALL], cli_env, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

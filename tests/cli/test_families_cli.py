@@ -7,14 +7,24 @@ from __future__ import annotations
 import pytest
 from family_fixtures import FAMILIES
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 from vzexp_testing import run_cli
 
-CONFIGS = {
-    "llava_next": "llava_next_7b",
-    "llava_onevision": "llava_onevision_7b",
-    "qwen2_vl": "qwen2_vl_7b",
-    "qwen2_5_vl": "qwen2_5_vl_7b",
-}
+from vzexp.list import options, source
+
+
+def family_configs() -> list[tuple[str, str]]:
+    """(family, model option) for every model config of the families built here, from the
+    registry: the `model` options whose `family` is one of FAMILIES."""
+    pairs = []
+    for option in options("model"):
+        family = OmegaConf.create(source("model", option)).get("family")
+        if family in FAMILIES:
+            pairs.append((family, option))
+    return pairs
+
+
+CONFIGS = family_configs()
 FAST = ["data=shapes", "data.limit=4", "data.batch_size=2", "task.max_new_tokens=2", "tokens=6"]
 
 
@@ -30,9 +40,15 @@ def checkpoints(tmp_path_factory):
     return roots
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
-def test_a_local_checkpoint_runs_with_visionzip_into_mlflow(tmp_path, cli_env, checkpoints, name):
-    args = [f"model={CONFIGS[name]}", f"model.path={checkpoints[name]}", *FAST]
+def test_every_family_built_here_has_a_model_config():
+    assert sorted({family for family, _ in CONFIGS}) == sorted(FAMILIES)
+
+
+@pytest.mark.parametrize("name, option", CONFIGS, ids=[option for _, option in CONFIGS])
+def test_a_local_checkpoint_runs_with_visionzip_into_mlflow(
+    tmp_path, cli_env, checkpoints, name, option
+):
+    args = [f"model={option}", f"model.path={checkpoints[name]}", *FAST]
     proc = run_cli(args, cli_env, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| visual_tokens" in proc.stdout

@@ -10,25 +10,22 @@ import json
 
 import numpy as np
 import pytest
-from benchmark_fixtures import fixtures, picture
+from benchmark_fixtures import fixtures, picture, real_benchmarks
+from hydra.utils import get_class
+from omegaconf import OmegaConf
 
-from vzexp.data.benchmarks import gqa, mmbench, mme, mmmu, pope, scienceqa, seed, textvqa, vqav2
+from vzexp.data.benchmarks import gqa, mmbench, mme, mmmu, pope, scienceqa, seed, textvqa
 from vzexp.data.benchmarks.common import LETTER, SHORT
 from vzexp.data.scoring import scorer_for
 from vzexp.errors import MissingPathError
+from vzexp.list import source
 
 SCORER = "vzexp.data.benchmarks.{}.scorer"  # what conf/data/<name>.yaml names
 
+# every real benchmark of the registry, with the dataset class its YAML names
 CLASSES = {
-    "pope": pope.POPE,
-    "mme": mme.MME,
-    "vqav2": vqav2.VQAv2,
-    "textvqa": textvqa.TextVQA,
-    "gqa": gqa.GQA,
-    "scienceqa": scienceqa.ScienceQA,
-    "seed": seed.SEEDBench,
-    "mmbench": mmbench.MMBench,
-    "mmmu": mmmu.MMMU,
+    name: get_class(OmegaConf.create(source("data", name)).dataset["_target_"])
+    for name in real_benchmarks()
 }
 
 
@@ -43,6 +40,10 @@ def records(dataset, predictions):
         s = dataset[i]
         out.append({"id": s.id, "prediction": prediction, "answer": s.answer, "meta": s.meta})
     return out
+
+
+def test_every_real_benchmark_has_a_fixture_copy(roots):
+    assert sorted(roots) == real_benchmarks()
 
 
 def test_pope(roots):

@@ -11,7 +11,7 @@ from PIL import Image
 
 from vzexp.compress import NoCompression
 from vzexp.compress.base import CompressionResult
-from vzexp.compress.registry import available, build_compressor
+from vzexp.compress.registry import available, build_compressor, strategies
 from vzexp.errors import ConfigError
 from vzexp.models.llava import install, uninstall
 
@@ -92,11 +92,16 @@ def test_visionzip_runs_the_whole_path_with_fewer_tokens(family):
 
 
 def expected_refusals(name):
-    if name in QWEN:  # no CLS, no square grid
-        return {"prumerge", "prumerge_plus", "vispruner", "pool", "downsample"}
-    if name == "llava_onevision":  # SigLIP: no CLS
-        return {"prumerge", "prumerge_plus", "vispruner"}
-    return set()
+    """The encoder-side strategies a family must refuse, from what each strategy's class needs."""
+
+    def refused(cls) -> bool:
+        if name in QWEN:  # no CLS, no square grid
+            return cls.needs_cls or cls.grid_based
+        if name == "llava_onevision":  # SigLIP: no CLS
+            return cls.needs_cls
+        return False
+
+    return set(strategies(lambda cls: cls.kind == "encoder" and refused(cls)))
 
 
 def test_every_encoder_side_strategy_runs_or_says_why_not(family):

@@ -10,6 +10,7 @@ import torch
 from vzexp.compress.fastv import FastV
 from vzexp.compress.llm_side import PruneState, _layer_attention
 from vzexp.compress.pdrop import PyramidDrop
+from vzexp.compress.registry import strategies
 from vzexp.compress.sparsevlm import SparseVLM, dpc_knn_merge, rater_queries
 from vzexp.errors import ConfigError
 from vzexp.models.build import assemble
@@ -156,6 +157,10 @@ def test_scores_are_the_layers_own_attention(models, images):
     ours = _layer_attention(lm.layers[1], embeds, cos, sin, queries, valid, None)
     expected = eager_scores(eager, 1, embeds, cos, sin, queries[0])
     torch.testing.assert_close(ours[0], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_every_registered_llm_side_strategy_is_tested_here():
+    assert sorted(STRATEGIES) == strategies(lambda cls: cls.kind == "llm")
 
 
 @pytest.mark.parametrize("name", list(STRATEGIES))

@@ -8,6 +8,7 @@ import torch
 
 from vzexp.compress import NoCompression, VisionZip
 from vzexp.compress.prumerge import PruMerge
+from vzexp.compress.registry import strategies
 from vzexp.errors import ConfigError
 from vzexp.models.build import assemble
 from vzexp.models.llava import install, uninstall
@@ -84,8 +85,13 @@ def test_visionzip_keeps_the_most_attended_patches(siglip_llava, images, tiny_pa
 
 def test_cls_only_strategies_refuse_a_tower_without_cls(siglip_llava):
     model, _ = siglip_llava
-    with pytest.raises(ConfigError, match="without CLS use visionzip"):
+    usable = strategies(lambda cls: cls.kind == "encoder" and not cls.needs_cls)
+    with pytest.raises(ConfigError) as info:
         install(model, PruMerge(budget=8))
+    assert str(info.value) == (
+        "compressor='prumerge' is not allowed: a tower with a CLS token (prumerge ranks by CLS "
+        f"attention); for towers without CLS use one of {', '.join(usable)}"
+    )
 
 
 def test_default_select_is_refused_for_a_tower_without_cls(tiny_parts):

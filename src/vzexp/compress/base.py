@@ -46,6 +46,8 @@ class Compressor(ABC):
     name: str = "base"
     kind: str = "encoder"
     needs_received_attention: bool = False
+    needs_cls: bool = False  # ranks by CLS attention: refused on towers without CLS
+    grid_based: bool = False  # needs a square patch grid (vzexp.compress.grid)
     needs_projections: bool = False  # raw q (CLS row) / k projections at the selection layer
     selects_after_projector: bool = False  # reads capture.project (cannot be cached for tuning)
     # The ids of the batch's samples, set by the evaluation loop before each batch, so that
@@ -70,13 +72,17 @@ class Compressor(ABC):
         )
 
     def require_cls(self, has_cls: bool) -> None:
-        """For strategies that rank by CLS attention: one clear error on a tower without CLS."""
-        if not has_cls:
+        """For strategies that rank by CLS attention (`needs_cls`): one clear error on a tower
+        without CLS, naming the registered strategies of the same kind that need no CLS."""
+        if self.needs_cls and not has_cls:
+            from vzexp.compress.registry import strategies  # here: the registry imports this module
+
+            usable = strategies(lambda cls: cls.kind == self.kind and not cls.needs_cls)
             raise ConfigError(
                 "compressor",
                 self.name,
                 f"a tower with a CLS token ({self.name} ranks by CLS attention); for towers "
-                "without CLS use visionzip, dominant, tome or divprune",
+                f"without CLS use one of {', '.join(usable)}",
             )
 
     @abstractmethod

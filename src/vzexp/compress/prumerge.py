@@ -53,6 +53,7 @@ def spread(candidates: Tensor, count: int) -> Tensor:
 
 class PruMerge(Compressor):
     name = "prumerge"
+    needs_cls = True
     needs_projections = True
 
     def __init__(

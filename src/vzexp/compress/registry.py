@@ -1,28 +1,42 @@
-"""The strategy registry is the `compressor` config group: one YAML per strategy with `_target_`."""
+"""The strategy registry is the `compressor` config group: one YAML per strategy with `_target_`,
+found through Hydra's search path (`vzexp.list`). There is no Python-side list of strategies; the
+class a YAML names carries the properties other code filters on (`kind`, `needs_cls`,
+`grid_based`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
 from vzexp.compress.base import Compressor
 from vzexp.errors import ConfigError
-from vzexp.paths import config_dir
+from vzexp.list import options, source
 
 
 def available() -> list[str]:
-    return sorted(p.stem for p in (config_dir() / "compressor").glob("*.yaml"))
+    """Every registered strategy (the `compressor` group's options), sorted."""
+    return options("compressor")
 
 
 def strategy_config(name: str) -> dict:
-    path: Path = config_dir() / "compressor" / f"{name}.yaml"
-    if not path.is_file():
+    if name not in available():
         raise ConfigError("compressor", name, f"one of {', '.join(available())}")
-    node = OmegaConf.load(path)
+    node = OmegaConf.create(source("compressor", name))
     node.pop("defaults", None)
     return OmegaConf.to_container(node, resolve=False)
+
+
+def strategy_class(name: str) -> type[Compressor]:
+    """The class the strategy's YAML names with `_target_`."""
+    return get_class(strategy_config(name)["_target_"])
+
+
+def strategies(where: Callable[[type[Compressor]], bool] | None = None) -> list[str]:
+    """The registered strategies (sorted) whose class satisfies `where`, e.g.
+    `strategies(lambda cls: cls.kind == "llm")`."""
+    return [n for n in available() if where is None or where(strategy_class(n))]
 
 
 def build_compressor(name: str, **overrides) -> Compressor:

@@ -37,6 +37,7 @@ def thin_diverse(features: torch.Tensor, order: torch.Tensor, keep: int) -> torc
 
 class VisPruner(Compressor):
     name = "vispruner"
+    needs_cls = True
 
     def __init__(self, budget: int | None = None, layer: int = -2, important_ratio: float = 0.5):
         super().__init__(layer)

@@ -48,13 +48,20 @@ def received_attention(q: Tensor, k: Tensor, cu_seqlens: Tensor, scale: float) -
 
 
 def refuse_grid_strategies(compressor: Compressor, model: str) -> None:
-    """Pooling and downsampling to a square grid do not apply where tokens follow each image."""
+    """Pooling and downsampling to a square grid do not apply where tokens follow each image.
+    The error names the registered strategies of the same kind that fit such a tower: no square
+    grid needed (`grid_based`) and no CLS needed (these towers have none)."""
     if getattr(compressor, "grid_based", False):
+        from vzexp.compress.registry import strategies
+
+        usable = strategies(
+            lambda cls: cls.kind == compressor.kind and not cls.grid_based and not cls.needs_cls
+        )
         raise ConfigError(
             "compressor",
             compressor.name,
             f"a strategy that needs no square patch grid for {model} (its tokens follow each "
-            "image's aspect ratio): visionzip, dominant, contextual, random, divprune or tome; "
+            f"image's aspect ratio): one of {', '.join(usable)}; "
             "for a lower resolution set the processor's max_pixels",
         )
 
