@@ -72,6 +72,8 @@ def test_experiment_composes_and_validates(name):
         for node in (again, again.hydra):  # Hydra marks its node read-only
             OmegaConf.set_readonly(node, False)
         again.merge_with(body)
+        for override in REQUIRED.get(name, []):  # the command line wins over the file
+            OmegaConf.update(again, *override.split("=", 1))
         for key in leaves(body):
             found = OmegaConf.select(cfg, key, default=MISSING)
             assert found is not MISSING, key
