@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
 from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -274,6 +273,8 @@ def _pretrained_dir(name: str) -> str:
 
 
 def register_configs() -> None:
+    """The resolvers the YAML files use. The schemas are applied by `validate`, not through
+    Hydra's ConfigStore, so a group lists only its YAML options."""
     from vzexp.paths import resource_dir, trained_dir
 
     if not OmegaConf.has_resolver("vzexp_resource"):
@@ -286,17 +287,6 @@ def register_configs() -> None:
         # ${vzexp_pretrained:dinov2_small}: a part converted from a PyPI package into the cache
         # (on first use; vzexp.pretrained)
         OmegaConf.register_new_resolver("vzexp_pretrained", _pretrained_dir)
-    cs = ConfigStore.instance()
-    cs.store(name="vzexp_schema", node=VzexpConfig)
-    for group, node in (
-        ("encoder", EncoderConfig),
-        ("llm", LLMConfig),
-        ("model", ModelConfig),
-        ("data", DataConfig),
-        ("trainer", TrainerConfig),
-        ("logger", LoggerConfig),
-    ):
-        cs.store(group=group, name=f"{group}_schema", node=node)
 
 
 def validate(cfg: DictConfig) -> VzexpConfig:

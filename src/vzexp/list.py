@@ -55,13 +55,10 @@ def groups(searchpath: Sequence[str] = ()) -> list[str]:
 def options(group: str, searchpath: Sequence[str] = ()) -> list[str]:
     """The options of a config group (sorted): the names `group=<name>` accepts, from every dir
     on the search path and from configs registered in Python (Hydra's plugins register theirs
-    so); an option found in several places counts once. The typed schema `vzexp.config` stores
-    in each group (`<group>_schema`) is what options are checked against, not a choice: left out."""
+    so); an option found in several places counts once."""
     from hydra.core.object_type import ObjectType
 
-    schema = f"{group.rsplit('/', 1)[-1]}_schema"
-    found = _repository(tuple(searchpath)).get_group_options(group, ObjectType.CONFIG)
-    return sorted(name for name in found if name != schema)
+    return sorted(_repository(tuple(searchpath)).get_group_options(group, ObjectType.CONFIG))
 
 
 def source(group: str, option: str, searchpath: Sequence[str] = ()) -> str:
