@@ -11,6 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from vzexp.config import ModelKind, VzexpConfig, as_plain, validate
+from vzexp.hardware import announce
 from vzexp.tracking import experiment_name, tracked_run
 
 log = logging.getLogger("vzexp")
@@ -179,6 +180,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
     out = output_dir()
     preflight(settings, out)
     params = logged_params(cfg, settings)
+    if rank() == 0:  # `auto` as resolved for this machine, and what it reported (vzexp.hardware)
+        m, t = settings.model, settings.trainer
+        for key, value in announce(m.dtype.value, m.device, t.accelerator, t.precision).items():
+            section, name = key.split(".", 1)
+            params.setdefault(section, {})[name] = value
     default_name = (
         task if building or scoring else f"{settings.compressor.get('name')}-t{settings.tokens}"
     )
