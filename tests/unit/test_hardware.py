@@ -167,3 +167,19 @@ def test_this_cpu_is_described_by_torch():
     described = hardware.cpu_capability()
     assert described.split()[0] == hardware.torch.backends.cpu.get_cpu_capability()
     assert ("avx512_bf16" in described) == (features.get("avx512_bf16") is True)
+
+
+def test_without_torchs_feature_report_the_features_come_from_proc_cpuinfo(monkeypatch):
+    """Older torch releases lack torch._C._cpu._get_cpu_capability: Linux's flags stand in."""
+    from pathlib import Path
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        pytest.skip("no /proc/cpuinfo on this system")
+    reported = hardware.cpu_features()
+    monkeypatch.delattr(hardware.torch._C._cpu, "_get_cpu_capability", raising=False)
+    fallback = hardware.cpu_features()
+    assert fallback.get("cpu_name")
+    flags = next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags"))
+    assert (fallback.get("avx512_bf16") is True) == ("avx512_bf16" in flags.split())
+    assert hardware.cpu_native("bfloat16", fallback) == hardware.cpu_native("bfloat16", reported)
