@@ -2,8 +2,9 @@
 
 Rules (`resolve`):
 - `model.device: auto`: cuda where torch sees a CUDA device and `trainer.accelerator` is not
-  cpu, else cpu (a gpu accelerator on a machine without one is then refused by name in preflight). `spread` lets accelerate place a
-  checkpoint's layers over the visible GPUs (a model larger than one card).
+  cpu, else cpu (a gpu accelerator on a machine without one is then refused by name in
+  preflight). `spread` lets accelerate place a checkpoint's layers over the visible GPUs (a
+  model larger than one card).
 - `model.dtype: auto`: on CUDA, bfloat16 where `torch.cuda.is_bf16_supported()`, else float16;
   on a CPU, bfloat16 where it computes it natively (AMX-BF16 or AVX512-BF16, as torch reports its
   features), else float32 (elsewhere torch emulates bfloat16 matrix products, many times slower
@@ -256,10 +257,11 @@ def slow_half_warning(dtype: str, device: str, precision: str) -> str | None:
     ratio = cpu_slowdown(half)
     if ratio < 1.2:  # measured about as fast as float32: nothing to switch for
         return None
+    auto = machine_dtype("cpu")
     return (
         f"{half} on this CPU ({cpu_capability()}, no native {half}): a matrix product takes "
-        f"{ratio:.1f}x as long as in float32 (measured here); to run at float32's speed use "
-        "model.dtype=auto trainer.precision=auto (float32 and 32-true on this CPU), or "
+        f"{ratio:.1f}x as long as in float32 (measured here); switch with model.dtype=auto "
+        f"trainer.precision=auto ({auto} and {MIXED_PRECISION[auto]} on this CPU), or "
         "model.dtype=float32 trainer.precision=32-true"
     )
 

@@ -11,7 +11,6 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from vzexp.config import ModelKind, VzexpConfig, as_plain, validate
-from vzexp.hardware import announce
 from vzexp.tracking import experiment_name, tracked_run
 
 log = logging.getLogger("vzexp")
@@ -181,6 +180,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     preflight(settings, out)
     params = logged_params(cfg, settings)
     if rank() == 0:  # `auto` as resolved for this machine, and what it reported (vzexp.hardware)
+        from vzexp.hardware import announce
+
         m, t = settings.model, settings.trainer
         for key, value in announce(m.dtype.value, m.device, t.accelerator, t.precision).items():
             section, name = key.split(".", 1)

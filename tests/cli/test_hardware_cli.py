@@ -3,6 +3,10 @@ and its params, beside the CPU capability torch reports."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
 from mlflow.tracking import MlflowClient
 from vzexp_testing import run_cli
 
@@ -29,3 +33,23 @@ def test_auto_is_resolved_printed_first_and_logged(tmp_path, cli_env):
     assert params["trainer.accelerator"] == expected.accelerator
     assert params["trainer.precision"] == expected.precision
     assert params["hardware.cpu_capability"] == hardware.cpu_capability()
+
+
+def test_an_explicit_half_dtype_without_native_support_runs_with_one_warning(tmp_path, cli_env):
+    """float16 on a CPU without AVX512-FP16/AMX-FP16: the run completes, probes once (cached in
+    its VZEXP_CACHE) and warns in one line exactly when the probe measured it slower."""
+    if hardware.cpu_native("float16"):
+        pytest.skip("this CPU computes float16 natively: nothing to warn about")
+    args = ["model.dtype=float16", "trainer.precision=32-true", "logger=none", *FAST]
+    proc = run_cli(args, cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (probe,) = (Path(cli_env["VZEXP_CACHE"]) / "hardware").glob("cpu-probe-*.json")
+    ratio = json.loads(probe.read_text())["slowdown"]["float16"]
+    output = (proc.stdout + proc.stderr).splitlines()
+    warnings = [line for line in output if "[vzexp][WARNING]" in line]
+    if ratio < 1.2:
+        assert warnings == []
+    else:
+        (line,) = warnings
+        assert f"{ratio:.1f}x as long as in float32" in line
+        assert "model.dtype=auto" in line

@@ -121,7 +121,8 @@ def test_explicit_bfloat16_on_a_cpu_without_it_warns_once_measured_and_cached(ma
     line = warnings[0]
     assert "\n" not in line
     assert "43.0x as long as in float32" in line
-    assert "model.dtype=auto" in line and "model.dtype=float32" in line
+    assert "model.dtype=auto trainer.precision=auto (float32 and 32-true on this CPU)" in line
+    assert "model.dtype=float32 trainer.precision=32-true" in line
     infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert "model.dtype=bfloat16" in infos[0] and "hardware.cpu_capability=" in infos[0]
     assert params["model.dtype"] == "bfloat16" and params["trainer.precision"] == "bf16-mixed"
@@ -143,6 +144,10 @@ def test_no_warning_where_the_half_dtype_is_native_or_not_slower(machine, monkey
     hardware.probe_path().unlink()
     monkeypatch.setattr(hardware, "measure_slowdown", lambda dtype: 9.0)
     assert "9.0x" in hardware.slow_half_warning("float32", "cpu", "bf16-mixed")
+    # float16 where bfloat16 is native: the warning names what auto picks there
+    machine(cpu=AVX512_BF16)
+    line = hardware.slow_half_warning("float16", "cpu", "16-mixed")
+    assert "no native float16" in line and "(bfloat16 and bf16-mixed on this CPU)" in line
 
 
 def test_the_cache_is_per_machine(machine, monkeypatch):
