@@ -188,3 +188,35 @@ def test_without_torchs_feature_report_the_features_come_from_proc_cpuinfo(monke
     flags = next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags"))
     assert (fallback.get("avx512_bf16") is True) == ("avx512_bf16" in flags.split())
     assert hardware.cpu_native("bfloat16", fallback) == hardware.cpu_native("bfloat16", reported)
+
+
+@pytest.mark.parametrize(
+    ("cpu", "dtype", "precision"),
+    [(AVX2, "float32", "32-true"), (AVX512_BF16, "bfloat16", "bf16-mixed")],
+    ids=["avx2", "avx512-bf16"],
+)
+def test_the_small_real_recipe_runs_in_the_cpus_dtype(monkeypatch, cpu, dtype, precision):
+    """+experiment=build_small_real with no overrides, and each of its stages: float32 on an
+    AVX2-only CPU, bfloat16 where the CPU has it (the converted parts from the real cache)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from vzexp.config import register_configs, validate
+    from vzexp.paths import config_dir
+    from vzexp.stages import compose_stages
+
+    monkeypatch.setattr(hardware, "cuda_available", lambda: False)
+    monkeypatch.setattr(hardware, "cpu_features", lambda: dict(cpu))
+    register_configs()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        for name in ("build_small_real", "build_small_real_stage2"):
+            cfg = compose("config", overrides=[f"+experiment={name}"], return_hydra_config=True)
+            HydraConfig.instance().set_config(cfg)
+            with open_dict(cfg):
+                del cfg["hydra"]
+            settings = validate(cfg)
+            runs = [settings, *compose_stages(settings)]
+            assert {(s.model.dtype.value, s.trainer.precision) for s in runs} == {
+                (dtype, precision)
+            }, name
