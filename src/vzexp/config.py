@@ -33,6 +33,7 @@ class ModelKind(StrEnum):
 
 
 class DType(StrEnum):
+    auto = "auto"  # the machine's (vzexp.hardware), resolved in validation
     float32 = "float32"
     float16 = "float16"
     bfloat16 = "bfloat16"
@@ -79,8 +80,10 @@ class ModelConfig:
     name: str
     kind: ModelKind = ModelKind.assembly
     path: str | None = None
-    dtype: DType = DType.float32
-    device: str = "cpu"
+    # auto: resolved for the machine in validation (vzexp.hardware); device spread: accelerate
+    # places a checkpoint's layers over the visible GPUs
+    dtype: DType = DType.auto
+    device: str = "auto"
     attn_implementation: Attention = Attention.sdpa
     feature_layer: int = -2
     select: FeatureSelect = FeatureSelect.default
@@ -145,16 +148,17 @@ class DataConfig:
             raise ConfigError("data.on_bad_image", self.on_bad_image, "fail or skip")
 
 
-PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
 
 
 @dataclass
 class TrainerConfig:
-    accelerator: str = "cpu"
+    # auto: the model's device and dtype decide (vzexp.hardware), resolved in validation
+    accelerator: str = "auto"
     devices: int = 1
     num_nodes: int = 1  # multi-node DDP (SLURM: hydra/launcher=slurm)
     strategy: str = "auto"
-    precision: str = "32-true"
+    precision: str = "auto"
 
     def __post_init__(self):
         if str(self.precision) not in PRECISIONS:
@@ -200,9 +204,26 @@ class VzexpConfig:
             raise ConfigError("tokens", self.tokens, "a positive number of visual tokens per image")
         check_compressor(self.compressor)
         self.task = to_schema(self.task, "task")
+        resolve_for_machine(self)
         if self.train_data is not None:
             self.train_data = to_schema(self.train_data, "train_data")
         self.task.check(self)
+
+
+def resolve_for_machine(settings: VzexpConfig) -> None:
+    """Every `auto` among model.dtype, model.device, trainer.accelerator and trainer.precision
+    becomes this machine's concrete value (vzexp.hardware), so that every later consumer
+    (predictions and checkpoint keys, model loading, the trainer) sees what runs."""
+    from vzexp.hardware import resolve
+
+    m, t = settings.model, settings.trainer
+    r = resolve(m.dtype.value, m.device, t.accelerator, t.precision)
+    m.dtype, m.device, t.accelerator, t.precision = (
+        DType(r.dtype),
+        r.device,
+        r.accelerator,
+        r.precision,
+    )
 
 
 def check_compressor(node: dict[str, Any]) -> None:

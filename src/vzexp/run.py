@@ -10,6 +10,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from vzexp.config import ModelKind, VzexpConfig, validate
+from vzexp.hardware import announce
 from vzexp.models.projector import RUN_ID, resolve
 from vzexp.preflight import check_devices, check_tracking_server
 from vzexp.runtime import hydra_choices, hydra_tags, output_dir, rank
@@ -45,6 +46,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
     out = output_dir()
     preflight(settings, out)
     params = logged_params(cfg, settings)
+    if rank() == 0:  # `auto` as resolved for this machine, and what it reported (vzexp.hardware)
+        m, t = settings.model, settings.trainer
+        for key, value in announce(m.dtype.value, m.device, t.accelerator, t.precision).items():
+            section, name = key.split(".", 1)
+            params.setdefault(section, {})[name] = value
     with tracked_run(
         enabled=settings.logger.name == "mlflow" and rank() == 0,
         params=params,

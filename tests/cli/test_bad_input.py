@@ -114,7 +114,7 @@ CASES = {
         "task.tune_projector=False is not allowed",
     ),
     "half-precision model without autocast": (
-        ["task=tune", "train_data=shapes", "model.dtype=bfloat16"],
+        ["task=tune", "train_data=shapes", "model.dtype=bfloat16", "trainer.precision=32-true"],
         "trainer.precision='32-true' is not allowed: bf16-mixed with model.dtype=bfloat16",
     ),
     "a stage with a bad value": (

@@ -18,6 +18,7 @@ from transformers import (
 )
 
 from vzexp.errors import ConfigError, MissingPathError, first_line
+from vzexp.hardware import SPREAD
 from vzexp.models.tokenizer import CHAT_TEMPLATE, CHAT_TEMPLATES, build_word_tokenizer
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -100,12 +101,12 @@ def load_checkpoint(
     chosen = family_for_type(model_type)
     root = Path(path).expanduser()
     try:
-        # device=auto: accelerate places the layers over the visible GPUs (a 13B on two cards)
-        placement = {"device_map": "auto"} if device == "auto" else {}
+        # device=spread: accelerate places the layers over the visible GPUs (a 13B on two cards)
+        placement = {"device_map": "auto"} if device == SPREAD else {}
         model = chosen.model_class().from_pretrained(
             root, dtype=torch_dtype(dtype), attn_implementation=attn_implementation, **placement
         )
-        if device != "auto":
+        if device != SPREAD:
             model = model.to(device)
         processor = load_processor(root, chosen.processor_class())
     except (OSError, ValueError) as exc:
