@@ -204,7 +204,7 @@ def test_the_small_real_recipe_runs_in_the_cpus_dtype(monkeypatch, cpu, dtype, p
 
     from vzexp.config import register_configs, validate
     from vzexp.paths import config_dir
-    from vzexp.stages import compose_stages
+    from vzexp.tasks.stages import compose_stages
 
     monkeypatch.setattr(hardware, "cuda_available", lambda: False)
     monkeypatch.setattr(hardware, "cpu_features", lambda: dict(cpu))

@@ -6,13 +6,16 @@ class a YAML names carries the properties other code filters on (`kind`, `needs_
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
-from vzexp.compress.base import Compressor
 from vzexp.errors import ConfigError
 from vzexp.list import options, source
+
+if TYPE_CHECKING:  # the base class imports this registry for its error messages
+    from vzexp.compress.base import Compressor
 
 
 def available() -> list[str]:
