@@ -27,7 +27,7 @@ from vzexp.data.shapes_instruct import INSTRUCT_FILE, shapes_instruct_dir
 from vzexp.engine.feature_cache import FeatureCache
 from vzexp.engine.tuning import ProjectorTuner, TuneDataModule
 from vzexp.models.build import load_checkpoint
-from vzexp.models.llava import tokens_per_image
+from vzexp.models.install import tokens_per_image
 from vzexp.paths import cache_dir, resource_dir
 from vzexp.tune import EpochTimer
 

@@ -129,9 +129,10 @@ def tune_and_evaluate(
 
     from vzexp.engine.feature_cache import check_cacheable, check_tunable
     from vzexp.models.build import torch_dtype
-    from vzexp.models.llava import install, tokens_per_image, uninstall
+    from vzexp.models.install import install, tokens_per_image
+    from vzexp.models.load import build_compressor, load_model
     from vzexp.models.projector import ARTIFACT_PATH, publish, save_projector
-    from vzexp.run import build_compressor, load_model, predictions_path, predictor, rank
+    from vzexp.run import predictions_path, predictor, projector_download, rank
 
     stages = stages or [settings]
     for stage in stages:
@@ -140,7 +141,7 @@ def tune_and_evaluate(
     L.seed_everything(settings.seed, verbose=False)
     eval_set = instantiate(settings.data.dataset)
     words = eval_set.vocabulary() if hasattr(eval_set, "vocabulary") else []
-    model, processor = load_model(settings, words)
+    model, processor = load_model(settings, words, projector_download(settings))
     if model.config.model_type != "llava":
         raise ConfigError(
             "model",
@@ -156,16 +157,16 @@ def tune_and_evaluate(
     predict = predictor(settings, tracker)
     metrics: dict[str, float] = {}
     if task.baseline:  # the training-free number, same config and data
-        install(model, compressor)
+        installed = install(model, compressor)
         baseline = predict(
-            model,
+            installed,
             processor,
             eval_set,
             predictions_path(settings),
             out / "predictions.baseline.jsonl",
         )
         metrics.update({f"baseline/{k}": v for k, v in baseline.items()})
-        uninstall(model)
+        installed.remove()
 
     keys: list[str] = []
     llm_layers = max(stage.task.llm_layers for stage in stages)
@@ -210,10 +211,10 @@ def tune_and_evaluate(
     # model's own dtype
     model.to(torch_dtype(str(settings.model.dtype)))
 
-    install(model, compressor)
+    installed = install(model, compressor)
     tuned_predictions = predictions_path(settings, extra={"tuned": keys[-1]})
     metrics.update(
-        predict(model, processor, eval_set, tuned_predictions, out / task.predictions_file)
+        predict(installed, processor, eval_set, tuned_predictions, out / task.predictions_file)
     )
     if "baseline/accuracy" in metrics and "accuracy" in metrics:
         metrics["tune/accuracy_gain"] = metrics["accuracy"] - metrics["baseline/accuracy"]
@@ -240,7 +241,7 @@ def train_stage(
         ProjectorTuner,
         TuneDataModule,
     )
-    from vzexp.models.llava import tokens_per_image
+    from vzexp.models.install import tokens_per_image
     from vzexp.models.tiny_recipe import _attached_logger
     from vzexp.paths import cache_dir
     from vzexp.run import rank, trainer_settings

@@ -19,7 +19,7 @@ from vzexp.data.shapes_instruct import INSTRUCT_FILE, export_instruct
 from vzexp.engine.feature_cache import FeatureCache, check_cacheable
 from vzexp.engine.tuning import ProjectorTuner, TuneDataModule
 from vzexp.errors import ConfigError, MissingPathError
-from vzexp.models.llava import tokens_per_image
+from vzexp.models.install import tokens_per_image
 from vzexp.models.projector import load_projector, save_projector
 from vzexp.paths import resource_dir
 

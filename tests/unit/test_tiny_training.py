@@ -437,7 +437,7 @@ def test_a_budget_batch_sees_the_image_as_evaluation_with_the_compressor_does(ll
     from vzexp.compress.visionzip import VisionZip
     from vzexp.data.shapes import QA
     from vzexp.engine.tiny_training import Conversations, RenderedScenes
-    from vzexp.models.llava import tokens_per_image
+    from vzexp.models.install import tokens_per_image
 
     model, processor = llava
     compressor = VisionZip(budget=8)

@@ -59,7 +59,7 @@ def budget_compressors(model, budgets: list[int]) -> dict:
     """Image placeholders per image -> VisionZip (the registry's defaults, the reference's) at
     each of `budgets`: the compressors of the instruct stage's budget batches."""
     from vzexp.compress.registry import build_compressor
-    from vzexp.models.llava import tokens_per_image
+    from vzexp.models.install import tokens_per_image
 
     compressors = {}
     for budget in budgets:
@@ -233,7 +233,7 @@ def build_tiny(settings, tracker, out: Path, predict) -> dict[str, float]:
     from vzexp.data.shapes import ShapesQA, ShapesScenes
     from vzexp.engine.tiny_training import CAPTION_PROMPT, RenderedScenes
     from vzexp.models.build import assemble
-    from vzexp.models.llava import install
+    from vzexp.models.install import install
 
     task = settings.task
     L.seed_everything(settings.seed, verbose=False)
@@ -262,9 +262,9 @@ def build_tiny(settings, tracker, out: Path, predict) -> dict[str, float]:
     model.save_pretrained(target)
     processor.save_pretrained(target)
 
-    install(model, NoCompression())
+    installed = install(model, NoCompression())
     test = ShapesQA(split="test", size=task.eval_size, image_size=image_size, seed=0)
-    metrics = predict(model, processor, test, out / "predictions.jsonl")
+    metrics = predict(installed, processor, test, out / "predictions.jsonl")
     metrics["train_minutes"] = sum(seconds.values()) / 60
     (target / CARD).write_text(model_card(settings, metrics, seconds, model))
     (target / "training.json").write_text(
