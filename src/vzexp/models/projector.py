@@ -77,7 +77,12 @@ def resolve(ref: str, download: Download | None = None) -> Path:
         path = path / WEIGHTS
     if path.is_file():
         return path
-    if RUN_ID.match(ref) and download is not None:
+    if RUN_ID.match(ref):
+        if download is None:
+            raise MissingPathError(
+                f"model.projector={ref!r}: an MLflow run id, and no tracking store to download "
+                "its artifacts from here; give the projector directory instead"
+            )
         try:
             local = Path(download(ref, ARTIFACT_PATH)) / WEIGHTS
         except Exception as exc:  # an unknown run, or a run without a tuned projector
