@@ -7,7 +7,7 @@ out.index   # (B, n_dominant) kept sequence indices (CLS = 0 first, then top-k o
 
 model = visionzip(llava_model, dominant=54, contextual=10)  # patched in place
 model.generate(**processor(images=..., text=..., return_tensors="pt"))
-installed(model).stats  # the visual tokens and timings of the calls so far
+vzexp.api.installed(model).stats  # visual tokens and timings of the calls so far
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from transformers import (
 )
 
 from vzexp.errors import ConfigError, MissingPathError, first_line
+from vzexp.models.family import family_for_type
 from vzexp.models.tokenizer import CHAT_TEMPLATE, CHAT_TEMPLATES, build_word_tokenizer
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -195,8 +196,6 @@ def assemble(
     torch.manual_seed(seed)
     vision_config, tower = _encoder(encoder_cfg, attn_implementation)
     text_config, llm, tokenizer = _llm(llm_cfg, words, attn_implementation)
-    from vzexp.models.family import family_for_type
-
     grid = vision_config.image_size // vision_config.patch_size
     has_cls = family_for_type("llava").tower_has_cls(vision_config)
     if not has_cls and select == "default":
