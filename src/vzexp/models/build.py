@@ -100,7 +100,6 @@ def load_checkpoint(
 ):
     """A local checkpoint directory of a supported family (llava-hf LLaVA-1.5 / NeXT /
     OneVision, Qwen2-VL, Qwen2.5-VL) through its standard transformers classes."""
-    from vzexp.models.family import family_for_type
     from vzexp.models.processors import load_processor
 
     model_type = checkpoint_type(path, family)
