@@ -280,3 +280,31 @@ def test_the_full_token_count_per_image_is_the_models_own(name):
     assert family.full_lengths(model, images) == [len(t) for t in own]
     per_row = (inputs.input_ids == model.config.image_token_id).sum(1).tolist()
     assert per_row == [len(t) for t in own]
+
+
+@pytest.mark.parametrize(
+    ("family", "tower", "has_cls"),
+    [
+        ("llava", "clip_vision_model", True),
+        ("llava", "dinov2", True),
+        ("llava_onevision", "siglip_vision_model", False),
+    ],
+)
+def test_a_family_reads_its_towers_shape_and_cls_token_from_the_config(family, tower, has_cls):
+    from transformers import AutoConfig
+
+    from vzexp.models.family import TowerShape, family_for_type
+
+    config = AutoConfig.for_model(tower, image_size=56, patch_size=14, num_hidden_layers=3)
+    assert family_for_type(family).tower_shape(config) == TowerShape(16, 3, has_cls)
+    assert family_for_type(family).tower_shape(config, image_size=28) == TowerShape(4, 3, has_cls)
+
+
+def test_qwen_towers_have_no_cls_and_a_grid_per_image():
+    from transformers import AutoConfig
+
+    from vzexp.models.family import TowerShape, family_for_type
+
+    for name in ("qwen2_vl", "qwen2_5_vl"):
+        vision = AutoConfig.for_model(name, vision_config={"depth": 3}).vision_config
+        assert family_for_type(name).tower_shape(vision) == TowerShape(None, 3, False)
