@@ -26,7 +26,7 @@ def loss_with_compressor(model, compressor, batch):
     that budget runs): the reference the training paths' losses are checked against."""
     import torch
 
-    from vzexp.models.llava import install, uninstall
+    from vzexp.models.install import install, uninstall
 
     install(model, compressor)
     try:

@@ -50,7 +50,7 @@ from probe import CallProbe, pct, quartiles  # noqa: E402  (experiments/perf/pro
 from vzexp.compress.none import NoCompression  # noqa: E402
 from vzexp.compress.registry import build_compressor  # noqa: E402
 from vzexp.engine.evaluate import PhaseTimer  # noqa: E402
-from vzexp.models.llava import install, uninstall  # noqa: E402
+from vzexp.models.install import install, installed, uninstall  # noqa: E402
 from vzexp.models.tokenizer import CHAT_TEMPLATE, build_word_tokenizer  # noqa: E402
 
 LLM = dict(
@@ -213,7 +213,7 @@ def prefill_once(model, inputs, pad_id) -> tuple[float, int, int, float | None]:
     """(LLM prefill seconds, prompt length the LLM saw, its visual tokens, the share of the
     machine other processes used meanwhile) of one generate call."""
     timer = PhaseTimer()
-    stats = model.vzexp_stats
+    stats = installed(model).stats
     stats.reset()
     with torch.no_grad(), CallProbe() as probe:
         model.generate(
@@ -224,7 +224,7 @@ def prefill_once(model, inputs, pad_id) -> tuple[float, int, int, float | None]:
             streamer=timer,
             pad_token_id=pad_id,
         )
-    seen = model.vzexp_last_sequences.shape[1] - 1
+    seen = installed(model).last_sequences.shape[1] - 1
     return timer.prefill, seen, stats.visual_tokens, probe.foreign
 
 

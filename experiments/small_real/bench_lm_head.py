@@ -50,7 +50,7 @@ def main() -> None:
 
     from vzexp.compress import NoCompression
     from vzexp.engine.evaluate import EvalDataModule, PhaseTimer
-    from vzexp.models.llava import install
+    from vzexp.models.install import install
     from vzexp.models.load import load_model
 
     torch.set_num_threads(2)

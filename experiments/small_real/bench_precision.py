@@ -52,7 +52,7 @@ def stage_settings(stage: int, dtype: str):
 def time_steps(stage: int, dtype: str, steps: int) -> dict[str, float]:
     from vzexp.data.instruct import InstructDataset, collate
     from vzexp.engine.tuning import ProjectorTuner
-    from vzexp.models.llava import tokens_per_image
+    from vzexp.models.install import tokens_per_image
     from vzexp.models.load import build_compressor, load_model
     from vzexp.paths import cache_dir
 

@@ -29,7 +29,7 @@ from vzexp.engine.feature_cache import FeatureCache
 from vzexp.engine.trainer import EpochTimer
 from vzexp.engine.tuning import ProjectorTuner, TuneDataModule
 from vzexp.models.build import load_checkpoint
-from vzexp.models.llava import tokens_per_image
+from vzexp.models.install import tokens_per_image
 from vzexp.paths import cache_dir, resource_dir
 
 

@@ -7,6 +7,7 @@ out.index   # (B, n_dominant) kept sequence indices (CLS = 0 first, then top-k o
 
 model = visionzip(llava_model, dominant=54, contextual=10)  # patched in place
 model.generate(**processor(images=..., text=..., return_tensors="pt"))
+vzexp.api.installed(model).stats  # visual tokens and timings of the calls so far
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from torch import Tensor, nn
 from vzexp.compress.base import CompressionResult
 from vzexp.compress.registry import build_compressor
 from vzexp.errors import ConfigError
-from vzexp.models.llava import install, uninstall
+from vzexp.models.install import install, installed, uninstall
+
+__all__ = ["compress_vision", "installed", "restore", "visionzip"]
 
 
 def compress_vision(
@@ -45,10 +48,12 @@ def compress_vision(
 
 
 def visionzip(model, dominant: int = 54, contextual: int = 10, layer: int = -2):
-    """Patch a transformers LlavaForConditionalGeneration in place to run VisionZip."""
-    return install(
-        model, build_compressor("visionzip", dominant=dominant, contextual=contextual, layer=layer)
+    """Patch a transformers LlavaForConditionalGeneration in place to run VisionZip; returns the
+    model (`installed(model)` is the install's handle, with its statistics)."""
+    compressor = build_compressor(
+        "visionzip", dominant=dominant, contextual=contextual, layer=layer
     )
+    return install(model, compressor).model
 
 
 def restore(model):

@@ -30,6 +30,19 @@ def tracking_uri(configured: str | None = None) -> str:
     )
 
 
+def download_artifacts(run_id: str, artifact_path: str, uri: str | None = None) -> Path:
+    """A local copy of a run's artifacts under `artifact_path` (a file or a directory), from the
+    store `uri` (resolved as tracking_uri does). Raises MLflow's error for an unknown run or
+    path."""
+    import mlflow
+
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=artifact_path, tracking_uri=tracking_uri(uri)
+        )
+    )
+
+
 def is_sweep_parent(run) -> bool:
     """The parent run of a multirun sweep (vzexp.sweep): it holds no job's params or metrics."""
     return run.data.tags.get("vzexp.sweep") == "parent"

@@ -13,7 +13,7 @@ from vzexp.compress.registry import build_compressor
 from vzexp.data.shapes_dialogue import ShapesDialogues
 from vzexp.engine.dialogue import TurnTemplate, converse
 from vzexp.models.build import load_checkpoint
-from vzexp.models.llava import install, uninstall
+from vzexp.models.install import install, installed, uninstall
 from vzexp.models.tokenizer import CHATML_TEMPLATE
 from vzexp.paths import resource_dir
 
@@ -51,13 +51,13 @@ def test_turn_template_pieces_for_llava_and_chatml(tiny_shapes):
 def test_a_reused_cache_gives_the_answers_of_re_sending_everything(tiny_shapes):
     model, processor = tiny_shapes
     dialogues = ShapesDialogues(size=4, turns=6)
-    install(model, build_compressor("visionzip", budget=24))
+    handle = install(model, build_compressor("visionzip", budget=24))
     try:
         for i in range(4):
             sample = dialogues[i]
             questions = [t["question"] for t in sample.turns]
-            cached = converse(model, processor, [sample.image], questions, 4)
-            again = converse(model, processor, [sample.image], questions, 4, reencode=True)
+            cached = converse(handle, processor, [sample.image], questions, 4)
+            again = converse(handle, processor, [sample.image], questions, 4, reencode=True)
             assert [t.prediction for t in cached] == [t.prediction for t in again]
             # turn 1 is the same work; later turns prefill only their own tokens
             assert cached[0].new_tokens == again[0].new_tokens
@@ -76,10 +76,10 @@ def test_dialogue_reuse_matches_re_sending_on_every_family(name):
     rng = np.random.default_rng(2)
     image = Image.fromarray(rng.integers(0, 255, (56, 84, 3), dtype=np.uint8))
     questions = ["what color is the square ?", "what ?", "is the square red ?"]
-    install(model, build_compressor("visionzip", dominant=4, contextual=2))
+    handle = install(model, build_compressor("visionzip", dominant=4, contextual=2))
     try:
-        cached = converse(model, processor, [image], questions, 3)
-        again = converse(model, processor, [image], questions, 3, reencode=True)
+        cached = converse(handle, processor, [image], questions, 3)
+        again = converse(handle, processor, [image], questions, 3, reencode=True)
     finally:
         uninstall(model)
     assert [t.prediction for t in cached] == [t.prediction for t in again]
@@ -107,7 +107,7 @@ def test_video_frames_are_images_each_with_the_per_frame_budget(name):
     install(model, build_compressor("visionzip", dominant=4, contextual=2))
     try:
         model.generate(**batch["inputs"], max_new_tokens=2, do_sample=False)
-        lengths = model.vzexp_stats.lengths
+        lengths = installed(model).stats.lengths
     finally:
         uninstall(model)
     assert batch["images_per_sample"] == [3, 2]

@@ -15,7 +15,7 @@ from vzexp.compress.registry import available, build_compressor
 from vzexp.compress.visionzip import VisionZip
 from vzexp.encoders.capture import LayerCapture, capture_layer, tower_info
 from vzexp.models.build import assemble
-from vzexp.models.llava import install, uninstall
+from vzexp.models.install import install, installed, uninstall
 from vzexp.pretrained.dinov2 import at_resolution
 
 HEADS, HIDDEN, DEPTH = 4, 32, 3
@@ -143,7 +143,7 @@ def test_every_encoder_side_strategy_runs_on_dinov2(request, images, name, dtype
     install(model, strategy)
     try:
         out = model.generate(**inputs, max_new_tokens=2, do_sample=False)
-        stats = model.vzexp_stats
+        stats = installed(model).stats
         per_image = stats.visual_tokens // stats.images
     finally:
         uninstall(model)

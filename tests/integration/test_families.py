@@ -13,7 +13,7 @@ from vzexp.compress import NoCompression
 from vzexp.compress.base import CompressionResult
 from vzexp.compress.registry import available, build_compressor, strategies
 from vzexp.errors import ConfigError
-from vzexp.models.llava import install, uninstall
+from vzexp.models.install import install, installed, uninstall
 
 ANYRES = ["llava_next", "llava_onevision"]
 QWEN = ["qwen2_vl", "qwen2_5_vl"]
@@ -80,7 +80,7 @@ def test_visionzip_runs_the_whole_path_with_fewer_tokens(family):
     install(model, build_compressor("visionzip", dominant=4, contextual=2))
     try:
         out = generate(model, inputs)
-        stats = model.vzexp_stats
+        stats = installed(model).stats
     finally:
         uninstall(model)
     # the caller's prompt comes back, then the new tokens
@@ -143,8 +143,10 @@ def test_keeping_every_patch_with_newlines_is_the_models_own_anyres_layout(name)
         own = model.model.get_image_features(**images).pooler_output
         install(model, build_compressor("dominant", budget=16, keep_cls=False), layout="newline")
         try:
-            family = model.vzexp_family
-            encoded = family.encode(model, model.vzexp_compressor, images, model.vzexp_stats)
+            family = installed(model).family
+            encoded = family.encode(
+                model, installed(model).encoder_compressor, images, installed(model).stats
+            )
         finally:
             uninstall(model)
     assert [t.shape for t in encoded.tokens] == [t.shape for t in own]
@@ -156,7 +158,7 @@ def test_reference_layout_puts_crop_patches_in_full_grid_order():
     """A 60x30 image: base view + 2 crops stacked vertically (2x1 grid), 4x4 patches each + CLS.
     Kept: crop 0 patches 5 and 16, crop 1 patches 1 and 6, both CLS, one merged token each."""
     model, _ = FAMILIES["llava_next"]()
-    family = install(model, build_compressor("visionzip", dominant=3, contextual=1)).vzexp_family
+    family = install(model, build_compressor("visionzip", dominant=3, contextual=1)).family
     uninstall(model)
     views = torch.arange(3 * 4, dtype=torch.float).view(3, 4, 1)  # view v, token k -> 4v + k
     positions = torch.tensor([[0, 1, 2, 9], [0, 5, 16, 9], [0, 1, 6, 9]])
@@ -186,7 +188,7 @@ def test_every_merged_token_kept_through_the_strategy_changes_nothing(name):
     install(model, build_compressor("dominant", budget=18))
     try:
         patched = generate(model, inputs)
-        assert model.vzexp_stats.visual_tokens == 18
+        assert installed(model).stats.visual_tokens == 18
     finally:
         uninstall(model)
     assert torch.equal(patched.sequences, plain.sequences)
@@ -209,9 +211,9 @@ def test_kept_tokens_keep_their_grid_positions_and_the_text_after_keeps_its_own(
         try:
             out = generate(model, inputs)
             assert out.sequences.shape[1] == inputs.input_ids.shape[1] + 3
-            family, stats = model.vzexp_family, model.vzexp_stats
+            family, stats = installed(model).family, installed(model).stats
             images = {k: inputs[k] for k in family.image_inputs}
-            encoded = family.encode(model, model.vzexp_compressor, images, stats)
+            encoded = family.encode(model, installed(model).encoder_compressor, images, stats)
         finally:
             uninstall(model)
     from vzexp.models.family import resize_image_runs
@@ -243,7 +245,7 @@ def test_attention_received_equals_the_eager_attention_maps(name, monkeypatch):
     module = importlib.import_module(f"transformers.models.{name}.modeling_{name}")
     model, processor = FAMILIES[name]()
     model.model.visual.config._attn_implementation = "eager"
-    family = install(model, build_compressor("visionzip", budget=6)).vzexp_family
+    family = install(model, build_compressor("visionzip", budget=6)).family
     uninstall(model)
     inputs = batch(name, processor)
     visual = model.model.visual
@@ -276,10 +278,38 @@ def test_the_full_token_count_per_image_is_the_models_own(name):
     inputs = batch(name, processor)
     keys = ("pixel_values", "image_sizes", "batch_num_images")
     images = {k: inputs[k] for k in keys if k in inputs}
-    family = install(model, build_compressor("visionzip", budget=6)).vzexp_family
+    family = install(model, build_compressor("visionzip", budget=6)).family
     uninstall(model)
     with torch.no_grad():
         own = model.model.get_image_features(**images).pooler_output
     assert family.full_lengths(model, images) == [len(t) for t in own]
     per_row = (inputs.input_ids == model.config.image_token_id).sum(1).tolist()
     assert per_row == [len(t) for t in own]
+
+
+@pytest.mark.parametrize(
+    ("family", "tower", "has_cls"),
+    [
+        ("llava", "clip_vision_model", True),
+        ("llava", "dinov2", True),
+        ("llava_onevision", "siglip_vision_model", False),
+    ],
+)
+def test_a_family_reads_its_towers_shape_and_cls_token_from_the_config(family, tower, has_cls):
+    from transformers import AutoConfig
+
+    from vzexp.models.family import TowerShape, family_for_type
+
+    config = AutoConfig.for_model(tower, image_size=56, patch_size=14, num_hidden_layers=3)
+    assert family_for_type(family).tower_shape(config) == TowerShape(16, 3, has_cls)
+    assert family_for_type(family).tower_shape(config, image_size=28) == TowerShape(4, 3, has_cls)
+
+
+def test_qwen_towers_have_no_cls_and_a_grid_per_image():
+    from transformers import AutoConfig
+
+    from vzexp.models.family import TowerShape, family_for_type
+
+    for name in ("qwen2_vl", "qwen2_5_vl"):
+        vision = AutoConfig.for_model(name, vision_config={"depth": 3}).vision_config
+        assert family_for_type(name).tower_shape(vision) == TowerShape(None, 3, False)

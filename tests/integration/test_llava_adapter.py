@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from vzexp import compress_vision, restore, visionzip
-from vzexp.compress import NoCompression
+from vzexp.compress import NoCompression, VisionZip
 from vzexp.models.build import load_checkpoint
-from vzexp.models.llava import install, shrink_placeholders, uninstall
+from vzexp.models.family import resize_image_runs
+from vzexp.models.install import install, installed, uninstall
 
 
 def prompt(processor, question="What color is the square?"):
@@ -38,13 +39,13 @@ def test_visionzip_one_liner_generates_with_fewer_tokens(tiny_llava, images):
     visionzip(model, dominant=10, contextual=3)
     try:
         out = model.generate(**inputs, max_new_tokens=3, do_sample=False)
-        assert model.vzexp_stats.visual_tokens == 13
+        assert installed(model).stats.visual_tokens == 13
         # The caller's prompt comes back unchanged, followed by exactly the new tokens.
         assert torch.equal(out[:, : inputs.input_ids.shape[1]], inputs.input_ids)
         assert out.shape[1] == inputs.input_ids.shape[1] + 3
     finally:
         restore(model)
-    assert not hasattr(model, "vzexp_stats")
+    assert installed(model) is None and "generate" not in vars(model)
 
 
 def test_generation_uses_the_compressed_features(tiny_llava, images):
@@ -56,8 +57,8 @@ def test_generation_uses_the_compressed_features(tiny_llava, images):
             model.model.vision_tower, inputs.pixel_values, dominant=10, contextual=3
         )
         projected = model.model.multi_modal_projector(result.tokens)
-        ids, mask = shrink_placeholders(
-            inputs.input_ids, inputs.attention_mask, model.config.image_token_id, 64, 13, 0
+        ids, mask, _ = resize_image_runs(
+            inputs.input_ids, inputs.attention_mask, model.config.image_token_id, [13], 0
         )
         embeds = model.get_input_embeddings()(ids)
         embeds[ids == model.config.image_token_id] = projected.reshape(-1, projected.shape[-1])
@@ -92,12 +93,42 @@ def test_batched_left_padded_generation_equals_one_by_one(tiny_llava, images):
         restore(model)
 
 
-def test_shrink_placeholders_repads_on_the_left():
+def test_resized_image_runs_are_left_padded_again():
     ids = torch.tensor([[0, 0, 5, 9, 9, 9, 9, 6], [5, 9, 9, 9, 9, 7, 7, 6]])
     mask = (ids != 0).long()
-    out, out_mask = shrink_placeholders(ids, mask, image_token_id=9, full=4, kept=2, pad_id=0)
+    out, out_mask, source = resize_image_runs(ids, mask, image_token_id=9, lengths=[2, 2], pad_id=0)
     assert out.tolist() == [[0, 0, 5, 9, 9, 6], [5, 9, 9, 7, 7, 6]]
     assert out_mask.tolist() == [[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]]
+    assert source.tolist() == [[-1, -1, 2, 3, 4, 7], [0, 1, 2, 5, 6, 7]]
+
+
+def test_install_stores_nothing_on_the_model_and_uninstall_restores_it(tiny_llava, images):
+    """The handle holds the run's state; the model gains only the patched methods, and after
+    uninstall runs its own forward and generate again, with the same outputs."""
+    model, processor = tiny_llava
+    inputs = processor(images=images[:1], text=[prompt(processor)], return_tensors="pt")
+    own = {m: set(vars(m)) for m in model.modules()}
+    with torch.no_grad():
+        logits = model(**inputs).logits
+        answer = model.generate(**inputs, max_new_tokens=3, do_sample=False)
+        handle = install(model, VisionZip(dominant=4, contextual=2))
+        model.generate(**inputs, max_new_tokens=3, do_sample=False)
+        added = {
+            (type(m).__name__, name) for m in model.modules() for name in set(vars(m)) - own[m]
+        }
+        assert added == {
+            ("LlavaForConditionalGeneration", "generate"),
+            ("LlavaModel", "get_image_features"),
+        }
+        assert not [n for m in model.modules() for n in vars(m) if n.startswith("vzexp")]
+        assert installed(model) is handle and handle.tokens_per_image == 6
+        assert handle.stats.visual_tokens == 6
+        assert handle.last_sequences.shape[1] == answer.shape[1] - 64 + 6
+        uninstall(handle)
+        assert {m: set(vars(m)) for m in model.modules()} == own
+        assert installed(model) is None
+        assert torch.equal(model(**inputs).logits, logits)
+        assert torch.equal(model.generate(**inputs, max_new_tokens=3, do_sample=False), answer)
 
 
 def test_checkpoint_directory_loads_through_the_standard_classes(tiny_checkpoint, images):
@@ -107,7 +138,7 @@ def test_checkpoint_directory_loads_through_the_standard_classes(tiny_checkpoint
     inputs = processor(images=images[:1], text=[prompt(processor)], return_tensors="pt")
     out = model.generate(**inputs, max_new_tokens=2, do_sample=False)
     assert out.shape[1] == inputs.input_ids.shape[1] + 2
-    assert model.vzexp_tokens_per_image == 8
+    assert installed(model).tokens_per_image == 8
 
 
 @pytest.mark.parametrize("bad", ["missing", "not-llava"])

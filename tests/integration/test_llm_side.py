@@ -14,7 +14,7 @@ from vzexp.compress.registry import strategies
 from vzexp.compress.sparsevlm import SparseVLM, dpc_knn_merge, rater_queries
 from vzexp.errors import ConfigError
 from vzexp.models.build import assemble
-from vzexp.models.llava import install, uninstall
+from vzexp.models.install import install, installed, uninstall
 
 QUESTIONS = ["What color is the square?", "What color is the red square green blue yellow?"]
 
@@ -235,7 +235,7 @@ def test_keeping_every_visual_token_changes_nothing(models, images, strategy):
         with torch.no_grad():
             logits = model(**batch).logits[:, -1]
         out = model.generate(**batch, max_new_tokens=4, min_new_tokens=4, do_sample=False)
-        assert model.vzexp_stats.llm_visual_tokens / model.vzexp_stats.images == 64
+        assert installed(model).stats.llm_visual_tokens / installed(model).stats.images == 64
     finally:
         uninstall(model)
     torch.testing.assert_close(logits, plain, rtol=1e-4, atol=1e-5)
@@ -248,7 +248,7 @@ def test_efficiency_figures_count_the_tokens_each_layer_sees(models, images):
     install(model, PyramidDrop(budget=8, layers=[1, 3]))
     try:
         model.generate(**inputs, max_new_tokens=1, do_sample=False)
-        stats = model.vzexp_stats
+        stats = installed(model).stats
         # 64 visual tokens, stages of sqrt(8/64): layer 0: 64, layers 1-2: 22, layers 3-4: 8
         assert stats.visual_tokens == 64
         assert stats.llm_visual_tokens == pytest.approx((64 + 22 + 22 + 8 + 8) / 5)
@@ -282,7 +282,7 @@ def test_layer_out_of_range_is_one_clear_error(models):
     model, _, _ = models
     with pytest.raises(ConfigError, match=r"compressor.k=7 is not allowed: an LLM layer in 1..4"):
         install(model, FastV(budget=8, k=7))
-    assert not hasattr(model, "vzexp_stats")
+    assert installed(model) is None
 
 
 def test_raters_are_text_tokens_above_the_mean_score():

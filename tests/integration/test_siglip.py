@@ -11,7 +11,7 @@ from vzexp.compress.prumerge import PruMerge
 from vzexp.compress.registry import strategies
 from vzexp.errors import ConfigError
 from vzexp.models.build import assemble
-from vzexp.models.llava import install, uninstall
+from vzexp.models.install import install, installed, uninstall
 
 SIGLIP = {
     "kind": "siglip",
@@ -63,7 +63,7 @@ def test_visionzip_keeps_the_most_attended_patches(siglip_llava, images, tiny_pa
     install(model, VisionZip(dominant=6, contextual=2))
     try:
         out = model.generate(**inputs, max_new_tokens=2, do_sample=False)
-        result = model.vzexp_stats.last
+        result = installed(model).stats.last
     finally:
         uninstall(model)
     assert out.shape[0] == 2 and result.tokens.shape == (2, 8, 32)

@@ -54,7 +54,7 @@ def test_the_model_cards_and_weights_ship_in_the_package():
 
 def test_all_tokens_above_the_floor(shipped, samples):
     from vzexp.compress.none import NoCompression
-    from vzexp.models.llava import install, uninstall
+    from vzexp.models.install import install, uninstall
 
     model, processor, (floor, _) = shipped
     install(model, NoCompression())
@@ -66,12 +66,12 @@ def test_all_tokens_above_the_floor(shipped, samples):
 
 def test_visionzip_at_one_eighth_above_the_floor(shipped, samples):
     from vzexp.compress.visionzip import VisionZip
-    from vzexp.models.llava import install, uninstall
+    from vzexp.models.install import install, installed, uninstall
 
     model, processor, (_, floor) = shipped
     install(model, VisionZip(budget=24))
     try:
-        assert model.vzexp_tokens_per_image == 24
+        assert installed(model).tokens_per_image == 24
         assert accuracy(model, processor, samples) >= floor
     finally:
         uninstall(model)

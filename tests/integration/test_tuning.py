@@ -19,7 +19,7 @@ from vzexp.data.shapes import INSTRUCT_FILE, export_instruct
 from vzexp.engine.feature_cache import FeatureCache, check_cacheable
 from vzexp.engine.tuning import ProjectorTuner, TuneDataModule
 from vzexp.errors import ConfigError, MissingPathError
-from vzexp.models.llava import tokens_per_image
+from vzexp.models.install import tokens_per_image
 from vzexp.models.projector import load_projector, save_projector
 from vzexp.paths import resource_dir
 
@@ -254,6 +254,40 @@ def test_a_projector_of_another_shape_or_a_missing_one_is_one_clear_error(shippe
     save_file({"linear_1.weight": torch.zeros(2, 2)}, tmp_path / "projector.safetensors")
     with pytest.raises(ConfigError, match=r"model.projector.*a projector of this model's shape"):
         load_projector(model, str(tmp_path))
+
+
+def test_a_projector_by_run_id_is_read_from_the_directory_the_download_gives(shipped, tmp_path):
+    model, _ = shipped
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    saved = save_projector(model, tmp_path / "run" / "projector", {"tokens": TOKENS}, llm_layers=1)
+    asked = []
+
+    def download(run_id, artifact_path):
+        asked.append((run_id, artifact_path))
+        return saved
+
+    run_id = "0123456789abcdef" * 2
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    try:
+        assert load_projector(model, run_id, download) == saved / "projector.safetensors"
+        assert asked == [(run_id, "projector")]
+        last = len(model.model.language_model.layers) - 1
+        restored = ("model.multi_modal_projector.", f"model.language_model.layers.{last}.")
+        state = model.state_dict()
+        for key, value in before.items():
+            assert torch.equal(state[key], value) == key.startswith(restored) or not value.any()
+
+        def unknown_run(run_id, artifact_path):
+            raise KeyError(run_id)
+
+        with pytest.raises(MissingPathError, match="no projector/projector.safetensors artifact"):
+            load_projector(model, run_id, unknown_run)
+        with pytest.raises(MissingPathError, match="an MLflow run id, and no tracking store"):
+            load_projector(model, run_id)
+    finally:
+        model.load_state_dict(before)
 
 
 def loss_and_grads(tuner, batch):

@@ -92,6 +92,3 @@ class Compressor(ABC):
     @abstractmethod
     def compress(self, capture: LayerCapture) -> CompressionResult:
         """Compress one batch of captured tensors."""
-
-    def describe(self) -> dict:
-        return {"name": self.name, "layer": self.layer}

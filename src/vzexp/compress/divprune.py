@@ -75,6 +75,3 @@ class DivPrune(Compressor):
         return CompressionResult(
             tokens=tokens, index=index + offset, positions=at, kept_tokens=count
         )
-
-    def describe(self) -> dict:
-        return {**super().describe(), "budget": self.budget, "space": self.space}

@@ -35,6 +35,3 @@ class FastV(LLMPruner):
     def plan(self, num_visual: int, depth: int) -> list[PrunePoint]:
         keep = self.budget if self.ratio is None else round(num_visual * (1 - self.ratio))
         return [PrunePoint(layer=self.k, keep=min(keep, num_visual), score_layer=self.k - 1)]
-
-    def describe(self) -> dict:
-        return {**super().describe(), "k": self.k, "ratio": self.ratio}

@@ -24,6 +24,3 @@ class GridStrategy(Compressor):
     def output_tokens(self, num_patches: int, has_cls: bool) -> int:
         rows, cols = self.grid(num_patches, has_cls)
         return rows * cols + int(has_cls and self.keep_cls)
-
-    def describe(self) -> dict:
-        return {**super().describe(), "budget": self.budget, "keep_cls": self.keep_cls}

@@ -145,9 +145,6 @@ class LLMPruner(Compressor):
             "compressor", self.name, "an encoder-side strategy here (this one acts inside the LLM)"
         )
 
-    def describe(self) -> dict:
-        return {**super().describe(), "budget": self.budget, "positions": self.positions}
-
     # ---- hooks --------------------------------------------------------------------------------
     def attach(self, model, num_visual: int, stats) -> None:
         """Install the hooks on a LlavaForConditionalGeneration whose LLM is Llama-like."""

@@ -25,6 +25,3 @@ class NoCompression(Compressor):
     def compress(self, capture: LayerCapture) -> CompressionResult:
         drop_cls = capture.has_cls and self.select == "default"
         return CompressionResult(tokens=capture.hidden[:, 1:] if drop_cls else capture.hidden)
-
-    def describe(self) -> dict:
-        return {**super().describe(), "select": self.select}

@@ -55,6 +55,3 @@ class PyramidDrop(LLMPruner):
         if self.ratio is None:
             keeps[-1] = self.budget  # exact, whatever the rounding of the root
         return [PrunePoint(layer=at, keep=k, score_layer=at) for at, k in zip(layers, keeps)]
-
-    def describe(self) -> dict:
-        return {**super().describe(), "layers": self.layers, "ratio": self.ratio}

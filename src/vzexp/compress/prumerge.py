@@ -107,11 +107,3 @@ class PruMerge(Compressor):
             positions=torch.cat([index, extra], dim=1),
             kept_tokens=index.shape[1],
         )
-
-    def describe(self) -> dict:
-        return {
-            **super().describe(),
-            "budget": self.budget,
-            "plus": self.plus,
-            "neighbours": self.neighbours,
-        }

@@ -43,6 +43,3 @@ class RandomSelect(Compressor):
             positions=index.sort(dim=1).values,
             kept_tokens=index.shape[1],
         )
-
-    def describe(self) -> dict:
-        return {**super().describe(), "budget": self.budget, "seed": self.seed}

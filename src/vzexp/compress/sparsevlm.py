@@ -125,11 +125,3 @@ class SparseVLM(LLMPruner):
         top = relevance.topk(m, dim=1).indices
         chosen = hidden.gather(1, top.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
         return dpc_knn_merge(chosen, min(count, m))
-
-    def describe(self) -> dict:
-        return {
-            **super().describe(),
-            "layers": self.layers,
-            "keep": self.keep,
-            "recycle_ratio": self.recycle_ratio,
-        }

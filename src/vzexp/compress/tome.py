@@ -85,6 +85,3 @@ class ToMe(Compressor):
             r = min(x.shape[1] - target, mergeable)
             x, metric, size, origin = bipartite_round(x, metric, size, origin, r, protect)
         return CompressionResult(tokens=x, index=None)
-
-    def describe(self) -> dict:
-        return {**super().describe(), "budget": self.budget, "keep_cls": self.keep_cls}

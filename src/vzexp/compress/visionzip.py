@@ -192,18 +192,6 @@ class VisionZip(Compressor):
             kept_tokens=dominant,
         )
 
-    def describe(self) -> dict:
-        return {
-            **super().describe(),
-            "budget": self.budget,
-            "dominant": self.dominant,
-            "contextual": self.contextual,
-            "merge_space": self.merge_space,
-            "target_pick": self.target_pick,
-            "merge": self.merge,
-            "keep_cls": self.keep_cls,
-        }
-
 
 class Dominant(VisionZip):
     """VisionZip's dominant tokens only: the whole budget goes to attention-selected tokens."""

@@ -59,10 +59,3 @@ class VisPruner(Compressor):
         tokens = gather_rows(patches, keep_mask(index, patches.shape[1]), budget)
         at = (index + 1).sort(dim=1).values
         return CompressionResult(tokens=tokens, index=index + 1, positions=at, kept_tokens=budget)
-
-    def describe(self) -> dict:
-        return {
-            **super().describe(),
-            "budget": self.budget,
-            "important_ratio": self.important_ratio,
-        }

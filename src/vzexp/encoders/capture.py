@@ -94,7 +94,8 @@ def layer_attention(layer: nn.Module) -> nn.Module:
     return attn if attn is not None else layer.attention
 
 
-def _vit_root(vision_model: nn.Module) -> nn.Module:
+def vit_root(vision_model: nn.Module) -> nn.Module:
+    """The module of a ViT tower that holds its `.encoder` (ConfigError for other towers)."""
     # transformers 5: CLIPVisionModel/SiglipVisionModel/Dinov2Model hold .encoder directly;
     # 4.x-style wrappers (and CLIPModel) hold it under .vision_model.
     for candidate in (vision_model, getattr(vision_model, "vision_model", None)):
@@ -108,7 +109,7 @@ def _vit_root(vision_model: nn.Module) -> nn.Module:
 
 
 def tower_info(vision_model: nn.Module) -> TowerInfo:
-    root = _vit_root(vision_model)
+    root = vit_root(vision_model)
     cfg = root.config
     if getattr(cfg, "num_register_tokens", 0):
         raise ConfigError(

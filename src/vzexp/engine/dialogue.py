@@ -72,7 +72,7 @@ class TurnTemplate:
 
 
 def converse(
-    model,
+    installed,
     processor,
     images: list,
     questions: list[str],
@@ -80,8 +80,10 @@ def converse(
     reencode: bool = False,
 ) -> list[Turn]:
     """Ask `questions` in one conversation about `images` (one sample: an image, or a video's
-    frames), greedily; each answer joins the conversation as generated. reencode=False reuses the
-    KV cache (the images are encoded once); reencode=True sends everything again every turn."""
+    frames), greedily, of the model of `installed` (its vzexp.models.install handle); each answer
+    joins the conversation as generated. reencode=False reuses the KV cache (the images are
+    encoded once); reencode=True sends everything again every turn."""
+    model = installed.model
     template = TurnTemplate(processor)
     first = processor.apply_chat_template(
         [_user(questions[0], images=len(images))], add_generation_prompt=True
@@ -114,8 +116,8 @@ def converse(
                 input_ids=ids, attention_mask=torch.ones_like(ids), **extended, **settings
             )
             new = out.sequences[0, ids.shape[1] :].tolist()
-            # what the LLM saw: the compressor cut the image placeholders (vzexp.models.llava)
-            seen = getattr(model, "vzexp_last_sequences", None)
+            # what the LLM saw: the compressor cut the image placeholders
+            seen = installed.last_sequences
             seen = out.sequences if seen is None else seen
             prefilled = seen.shape[1] - len(new)
         else:  # only this turn's tokens: the cache holds the images and every earlier turn

@@ -2,7 +2,7 @@
 predict loop over them with predictions written to disk per batch, and the merged records scored
 by the benchmark's scorer.
 
-    records, metrics = evaluate(settings, model, processor, dataset, predictions_path)
+    records, metrics = evaluate(settings, installed, processor, dataset, predictions_path)
 """
 
 from __future__ import annotations
@@ -53,10 +53,11 @@ def pending(store: PredictionStore, ids: list[str], resume: bool, rank: int) -> 
 
 
 def evaluate(
-    settings, model, processor, dataset, predictions: Path, overlay_dir: Path | None = None
+    settings, installed, processor, dataset, predictions: Path, overlay_dir: Path | None = None
 ) -> tuple[list[dict], dict[str, float]]:
-    """Predict every sample of `dataset` (up to data.limit) not yet in the predictions file,
-    then merge and score. Returns (records, metrics) on rank 0 and ([], {}) on the others."""
+    """Predict every sample of `dataset` (up to data.limit) not yet in the predictions file with
+    the model `installed` patched (its vzexp.models.install handle), then merge and score.
+    Returns (records, metrics) on rank 0 and ([], {}) on the others."""
     store = PredictionStore(predictions)
     task, data = settings.task, settings.data
     ids = sample_ids(dataset, data.limit)
@@ -74,7 +75,7 @@ def evaluate(
         )
         overlays = getattr(task, "overlays", 0)
         evaluator = Evaluator(
-            model,
+            installed,
             processor,
             task.max_new_tokens,
             scorer.sample,

@@ -102,11 +102,12 @@ class PhaseTimer(BaseStreamer):
 
 
 class Evaluator(L.LightningModule):
-    """Wraps a LLaVA model patched with a compressor (vzexp.models.llava.install)."""
+    """Evaluates a model patched with a compressor: `installed` is the vzexp.models.install
+    handle, whose statistics give each record its visual tokens and kept indices."""
 
     def __init__(
         self,
-        model,
+        installed,
         processor,
         max_new_tokens: int = 4,
         sample_score=None,
@@ -115,7 +116,8 @@ class Evaluator(L.LightningModule):
         dialogue_baseline: bool = False,
     ):
         super().__init__()
-        self.model, self.processor, self.max_new_tokens = model, processor, max_new_tokens
+        self.installed = installed
+        self.model, self.processor, self.max_new_tokens = installed.model, processor, max_new_tokens
         self.dialogue_baseline = dialogue_baseline
         self.sample_score = sample_score or (lambda r: exact_match(r["prediction"], r["answer"]))
         self.overlays, self.overlay_dir = overlays, overlay_dir
@@ -128,7 +130,7 @@ class Evaluator(L.LightningModule):
         from vzexp.encoders.capture import tower_info
         from vzexp.overlays import overlay
 
-        stats = self.model.vzexp_stats
+        stats = self.installed.stats
         result, rows = stats.last, stats.base_rows
         if result is None or result.index is None or rows is None or self.overlay_dir is None:
             return  # nothing kept to draw, or a family whose views are not a square grid
@@ -177,18 +179,18 @@ class Evaluator(L.LightningModule):
 
         records = []
         for sample in samples:
-            stats = self.model.vzexp_stats
+            stats = self.installed.stats
             stats.reset()
-            self.model.vzexp_compressor.sample_keys = [str(sample.id)] * len(sample.images)
+            self.installed.compressor.sample_keys = [str(sample.id)] * len(sample.images)
             images = [image.convert("RGB") for image in sample.images]
             questions = [t["question"] for t in sample.turns]
-            turns = converse(self.model, self.processor, images, questions, self.max_new_tokens)
+            turns = converse(self.installed, self.processor, images, questions, self.max_new_tokens)
             visual = stats.visual_tokens / max(stats.images, 1) * len(images)
             kept = stats.kept
             again = None
             if self.dialogue_baseline:
                 again = converse(
-                    self.model, self.processor, images, questions, self.max_new_tokens, True
+                    self.installed, self.processor, images, questions, self.max_new_tokens, True
                 )
             out_turns = []
             for k, (asked, turn) in enumerate(zip(sample.turns, turns)):
@@ -224,10 +226,10 @@ class Evaluator(L.LightningModule):
         return records
 
     def generate_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
-        stats = self.model.vzexp_stats
+        stats = self.installed.stats
         stats.reset()
         # random choices are drawn per sample id: the same whatever the batch, rank or resume
-        self.model.vzexp_compressor.sample_keys = [str(i) for i in batch["ids"]]
+        self.installed.compressor.sample_keys = [str(i) for i in batch["ids"]]
         timer = PhaseTimer()
         inputs = batch["inputs"]
         prompt_len = inputs["input_ids"].shape[1]

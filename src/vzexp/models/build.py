@@ -4,6 +4,7 @@ LLaVA way from an encoder + an LLM + a fresh projector (random init unless given
 from __future__ import annotations
 
 import json
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,12 @@ from transformers import (
 
 from vzexp.errors import ConfigError, MissingPathError, first_line
 from vzexp.hardware import SPREAD
+from vzexp.models.family import family_for_type
 from vzexp.models.tokenizer import CHAT_TEMPLATE, CHAT_TEMPLATES, build_word_tokenizer
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # Vision towers we can assemble, by config `kind`: their transformers model type.
 ENCODER_KINDS = {"clip": "clip_vision_model", "siglip": "siglip_vision_model", "dinov2": "dinov2"}
-CLS_KINDS = ("clip", "dinov2")  # towers that prepend a CLS token (SigLIP has none)
 CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 
 
@@ -32,6 +33,11 @@ def torch_dtype(name: str) -> torch.dtype:
     if name not in DTYPES:
         raise ConfigError("model.dtype", name, f"one of {', '.join(DTYPES)}")
     return DTYPES[name]
+
+
+# LM heads given a contiguous input by fold_lm_head_input -> the hook's handle (a head folded
+# once is not hooked again; the entry goes with the head)
+_FOLDED_HEADS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _contiguous_input(_module, args):
@@ -45,13 +51,14 @@ def fold_lm_head_input(model) -> None:
     and multiplies B expanded copies of the head weight instead (small_real's LLM prefill:
     1.78x, experiments/small_real/lm_head.md). The copy of the slice is B x d numbers."""
     head = model.get_output_embeddings()
-    if head is None or getattr(head, "_vzexp_contiguous_input", False):
+    if head is None or head in _FOLDED_HEADS:
         return
-    head.register_forward_pre_hook(_contiguous_input)
-    head._vzexp_contiguous_input = True
+    _FOLDED_HEADS[head] = head.register_forward_pre_hook(_contiguous_input)
 
 
-def _check_checkpoint_dir(path: str | None, key: str, families: tuple[str, ...]) -> Path:
+def check_checkpoint_dir(path: str | None, key: str, families: tuple[str, ...]) -> Path:
+    """`path` as a local transformers checkpoint directory (it holds a config.json, of one of
+    `families`' model types when given); MissingPathError naming `key` otherwise."""
     if not path:
         raise MissingPathError(
             f"{key} is not set: give a local checkpoint directory, e.g. {key}=/models/llava-1.5-7b-hf"
@@ -81,7 +88,7 @@ def checkpoint_type(path: str | None, family: str | None = None) -> str:
     from vzexp.models.registry import FAMILIES
 
     families = (family,) if family else tuple(FAMILIES)
-    root = _check_checkpoint_dir(path, "model.path", families)
+    root = check_checkpoint_dir(path, "model.path", families)
     return json.loads((root / "config.json").read_text())["model_type"]
 
 
@@ -94,7 +101,6 @@ def load_checkpoint(
 ):
     """A local checkpoint directory of a supported family (llava-hf LLaVA-1.5 / NeXT /
     OneVision, Qwen2-VL, Qwen2.5-VL) through its standard transformers classes."""
-    from vzexp.models.family import family_for_type
     from vzexp.models.processors import load_processor
 
     model_type = checkpoint_type(path, family)
@@ -130,7 +136,7 @@ def _encoder(encoder_cfg: dict[str, Any], attn_implementation: str):
             "encoder.image_size", size, "null for a clip or siglip tower (dinov2 only)"
         )
     if encoder_cfg.get("path"):
-        root = _check_checkpoint_dir(encoder_cfg["path"], "encoder.path", ())
+        root = check_checkpoint_dir(encoder_cfg["path"], "encoder.path", ())
         tower = AutoModel.from_pretrained(root, attn_implementation=attn_implementation)
         tower = getattr(tower, "vision_model", tower)
         if size:
@@ -146,7 +152,7 @@ def _encoder(encoder_cfg: dict[str, Any], attn_implementation: str):
 
 def _llm(llm_cfg: dict[str, Any], words: list[str], attn_implementation: str):
     if llm_cfg.get("path"):
-        root = _check_checkpoint_dir(llm_cfg["path"], "llm.path", ())
+        root = check_checkpoint_dir(llm_cfg["path"], "llm.path", ())
         tokenizer = AutoTokenizer.from_pretrained(root, padding_side="left")
         if "<image>" not in tokenizer.get_vocab():
             tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
@@ -191,7 +197,7 @@ def assemble(
     vision_config, tower = _encoder(encoder_cfg, attn_implementation)
     text_config, llm, tokenizer = _llm(llm_cfg, words, attn_implementation)
     grid = vision_config.image_size // vision_config.patch_size
-    has_cls = encoder_cfg.get("kind", "clip") in CLS_KINDS
+    has_cls = family_for_type("llava").tower_has_cls(vision_config)
     if not has_cls and select == "default":
         raise ConfigError(
             "model.select",

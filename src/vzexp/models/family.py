@@ -1,6 +1,6 @@
 """Model families: what differs between transformers' vision-language classes, behind one interface.
 
-Every family runs the same way under `vzexp.models.llava.install`: at `generate`, the images are
+Every family runs the same way under `vzexp.models.install.install`: at `generate`, the images are
 encoded first (tower + capture at one layer + compressor + the model's own projector or merger),
 each image's run of placeholder tokens is cut to the number of tokens it now has, and the model's
 own `generate` receives the tokens as precomputed encoder outputs (transformers'
@@ -50,6 +50,19 @@ class Encoded:
         return [t.shape[0] for t in self.tokens]
 
 
+@dataclass(frozen=True)
+class TowerShape:
+    """A vision tower's shape as its config states it (no weights loaded).
+
+    num_patches: patches per view, or None where the grid follows each image (Qwen2-VL).
+    depth: the tower's layers.
+    has_cls: whether the tower prepends a CLS token to the patches."""
+
+    num_patches: int | None
+    depth: int
+    has_cls: bool
+
+
 class Family:
     """The interface; see the module docstring. Subclasses set the class attributes."""
 
@@ -73,6 +86,19 @@ class Family:
 
     def vision_tower(self, model):
         return model.model.vision_tower
+
+    def tower_has_cls(self, vision_config) -> bool:
+        """Whether the family's tower of this config prepends a CLS token: CLIP's and DINOv2's
+        do, SigLIP's has none."""
+        model_type = vision_config.model_type
+        return model_type.startswith("clip") or model_type == "dinov2"
+
+    def tower_shape(self, vision_config, image_size: int | None = None) -> TowerShape:
+        """The tower's shape from its config; `image_size` overrides the config's resolution."""
+        grid = (image_size or vision_config.image_size) // vision_config.patch_size
+        return TowerShape(
+            grid * grid, vision_config.num_hidden_layers, self.tower_has_cls(vision_config)
+        )
 
     def check(self, model, compressor: Compressor) -> int | None:
         """Validate the budget against the tower now (raises BudgetError); return the tokens

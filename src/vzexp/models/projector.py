@@ -1,5 +1,8 @@
 """A tuned projector on its own: saved beside its description by task=tune, logged as an MLflow
-artifact, and loaded into a model by `model.projector=<directory, .safetensors file or run id>`."""
+artifact, and loaded into a model by `model.projector=<directory, .safetensors file or run id>`.
+
+A run id is resolved by the caller's `download(run_id, artifact_path) -> local directory`
+(vzexp.tracking.download_artifacts bound to the run's store): this module reads local files only."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
@@ -18,6 +22,8 @@ WEIGHTS, INFO = "projector.safetensors", "projector.json"
 LLM_LAYERS = "llm_layers.safetensors"  # the LLM's last layers, when task.llm_layers trained them
 ARTIFACT_PATH = "projector"
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+# (run id, artifact path) -> the local directory the run's artifacts under that path were copied to
+Download = Callable[[str, str], Path]
 
 
 def save_projector(model, directory: Path, info: dict, llm_layers: int = 0) -> Path:
@@ -63,27 +69,33 @@ def projector_of(model):
     return model.model.multi_modal_projector
 
 
-def resolve(ref: str, tracking_uri: str | None = None) -> Path:
-    """A directory holding projector.safetensors, the file itself, or an MLflow run id whose
-    `projector/` artifacts hold it (downloaded from the tracking store)."""
+def resolve(ref: str, download: Download | None = None) -> Path:
+    """A directory holding projector.safetensors, the file itself, or (given `download`) an
+    MLflow run id whose `projector/` artifacts hold it."""
     path = Path(ref)
     if path.is_dir():
         path = path / WEIGHTS
     if path.is_file():
         return path
     if RUN_ID.match(ref):
-        import mlflow
-
-        try:
-            local = mlflow.artifacts.download_artifacts(
-                run_id=ref, artifact_path=f"{ARTIFACT_PATH}/{WEIGHTS}", tracking_uri=tracking_uri
+        if download is None:
+            raise MissingPathError(
+                f"model.projector={ref!r}: an MLflow run id, and no tracking store to download "
+                "its artifacts from here; give the projector directory instead"
             )
+        try:
+            local = Path(download(ref, ARTIFACT_PATH)) / WEIGHTS
         except Exception as exc:  # an unknown run, or a run without a tuned projector
             raise MissingPathError(
                 f"model.projector={ref!r}: no {ARTIFACT_PATH}/{WEIGHTS} artifact in that MLflow "
                 f"run ({type(exc).__name__}); give a task=tune run id or a projector directory"
             ) from None
-        return Path(local)
+        if not local.is_file():
+            raise MissingPathError(
+                f"model.projector={ref!r}: no {ARTIFACT_PATH}/{WEIGHTS} artifact in that MLflow "
+                "run; give a task=tune run id or a projector directory"
+            )
+        return local
     unbuilt = _unbuilt_name(path)
     if unbuilt:
         raise MissingPathError(
@@ -108,8 +120,10 @@ def _unbuilt_name(path: Path) -> str | None:
     return None
 
 
-def load_projector(model, ref: str, tracking_uri: str | None = None) -> Path:
-    path = resolve(ref, tracking_uri)
+def load_projector(model, ref: str, download: Download | None = None) -> Path:
+    """The projector `ref` names (see resolve) into the model's own, with the tuned last LLM
+    layers saved beside it when there are any. Returns the weights file read."""
+    path = resolve(ref, download)
     state = load_file(path)
     target = projector_of(model)
     expected = {k: tuple(v.shape) for k, v in target.state_dict().items()}
@@ -122,31 +136,13 @@ def load_projector(model, ref: str, tracking_uri: str | None = None) -> Path:
         )
     target.load_state_dict({k: v.to(next(target.parameters()).dtype) for k, v in state.items()})
     tail = path.with_name(LLM_LAYERS)
-    if tail.is_file() or RUN_ID.match(ref):
-        load_llm_layers(
-            model, tail if tail.is_file() else _download(ref, LLM_LAYERS, tracking_uri), ref
-        )
+    if tail.is_file():  # absent after a projector-only tuning
+        load_llm_layers(model, tail, ref)
     return path
 
 
-def _download(run_id: str, name: str, tracking_uri: str | None) -> Path | None:
-    """The run's projector/<name> artifact, or None when it has none."""
-    import mlflow
-
-    try:
-        return Path(
-            mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=f"{ARTIFACT_PATH}/{name}", tracking_uri=tracking_uri
-            )
-        )
-    except Exception:  # no such artifact: a projector-only tuning
-        return None
-
-
-def load_llm_layers(model, path: Path | None, ref: str) -> None:
+def load_llm_layers(model, path: Path, ref: str) -> None:
     """The tuned last LLM layers saved beside a projector, into the model's own layers."""
-    if path is None:
-        return
     layers = model.model.language_model.layers
     by_layer: dict[int, dict] = {}
     for key, value in load_file(path).items():

@@ -26,7 +26,7 @@ from vzexp.compress.base import CompressionResult, Compressor
 from vzexp.compress.none import NoCompression
 from vzexp.encoders.capture import LayerCapture, resolve_layer
 from vzexp.errors import ConfigError
-from vzexp.models.family import Encoded, Family, gather_positions
+from vzexp.models.family import Encoded, Family, TowerShape, gather_positions
 
 QUERY_BLOCK = 512  # queries per step when summing attention received (bounds the score memory)
 
@@ -80,6 +80,12 @@ class Qwen2VLFamily(Family):
 
     def vision_tower(self, model):
         return model.model.visual
+
+    def tower_has_cls(self, vision_config) -> bool:
+        return False  # the merger's outputs are patches only
+
+    def tower_shape(self, vision_config, image_size: int | None = None) -> TowerShape:
+        return TowerShape(None, vision_config.depth, False)  # the grid follows each image
 
     def check(self, model, compressor: Compressor) -> None:
         refuse_grid_strategies(compressor, self.name)
@@ -155,7 +161,7 @@ class Qwen2VLFamily(Family):
                 keys=kk[None],
                 cls_attention=None,
                 received_attention=r[None],
-                has_cls=False,
+                has_cls=self.tower_has_cls(model.config.vision_config),
                 project=lambda x: x,  # merger outputs are in the LLM's space already
             )
             last = compressor.compress(capture)

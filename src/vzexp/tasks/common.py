@@ -3,12 +3,14 @@ evaluation of a model with its predictions, overlays and metrics logged to the r
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from vzexp.config import ModelKind, as_plain
 from vzexp.engine.eval_loop import evaluate
 from vzexp.engine.predictions import PredictionStore, config_key
 from vzexp.runtime import output_dir
+from vzexp.tracking import download_artifacts
 
 
 def results_table(metrics: dict[str, float], settings) -> str:
@@ -25,12 +27,13 @@ def results_table(metrics: dict[str, float], settings) -> str:
 
 
 def evaluate_and_log(
-    settings, model, processor, dataset, predictions: Path, tracker, copy_to: Path | None = None
+    settings, installed, processor, dataset, predictions: Path, tracker, copy_to: Path | None = None
 ) -> dict[str, float]:
-    """Evaluate (resuming from `predictions`), then on rank 0: keep this run's records beside
-    its config (`copy_to`), log them and the overlays, and print the results table."""
+    """Evaluate the model `installed` patched (resuming from `predictions`), then on rank 0:
+    keep this run's records beside its config (`copy_to`), log them and the overlays, and print
+    the results table."""
     overlays = output_dir() / "overlays"
-    records, metrics = evaluate(settings, model, processor, dataset, predictions, overlays)
+    records, metrics = evaluate(settings, installed, processor, dataset, predictions, overlays)
     if not metrics:  # another rank: rank 0 reports
         return {}
     if copy_to is not None:
@@ -61,3 +64,9 @@ def predictions_path(settings, extra: dict | None = None) -> Path:
     name = f"{settings.data.name}-{settings.model.name}-{settings.compressor.get('name')}"
     name += f"-t{settings.tokens}-{config_key(decisive)}.jsonl"
     return Path(getattr(settings.task, "predictions_dir", "predictions")) / name
+
+
+def projector_download(settings):
+    """(run id, artifact path) -> local directory, from this run's tracking store: how
+    `model.projector=<run id>` reaches the model loader."""
+    return partial(download_artifacts, uri=settings.logger.tracking_uri)

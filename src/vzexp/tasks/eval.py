@@ -18,7 +18,7 @@ from vzexp.models.install import install
 from vzexp.models.load import build_compressor, load_model
 from vzexp.models.registry import FAMILIES
 from vzexp.tasks.base import Context, Task
-from vzexp.tasks.common import evaluate_and_log, predictions_path
+from vzexp.tasks.common import evaluate_and_log, predictions_path, projector_download
 
 log = logging.getLogger("vzexp")
 
@@ -59,12 +59,13 @@ class EvalTask(Task):
         seed_everything(settings.seed)
         dataset = instantiate(settings.data.dataset)
         words = dataset.vocabulary() if hasattr(dataset, "vocabulary") else []
-        model, processor = load_model(settings, words)
-        install(model, self.compressor, layout=settings.model.layout)
-        log.info("visual tokens per image: %d", model.vzexp_tokens_per_image)
+        model, processor = load_model(settings, words, projector_download(settings))
+        installed = install(model, self.compressor, layout=settings.model.layout)
+        if installed.tokens_per_image is not None:  # fixed by the tower (not Qwen2-VL's)
+            log.info("visual tokens per image: %d", installed.tokens_per_image)
         metrics = evaluate_and_log(
             settings,
-            model,
+            installed,
             processor,
             dataset,
             predictions_path(settings),

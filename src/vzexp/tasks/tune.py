@@ -25,13 +25,13 @@ from vzexp.engine.trainer import EpochTimer, make_trainer, seed_everything
 from vzexp.engine.tuning import AtomicCheckpointIO, EpochCheckpoint, ProjectorTuner, TuneDataModule
 from vzexp.errors import ConfigError
 from vzexp.models.build import torch_dtype
-from vzexp.models.install import install, tokens_per_image, uninstall
+from vzexp.models.install import install, tokens_per_image
 from vzexp.models.load import build_compressor, load_model
 from vzexp.models.projector import ARTIFACT_PATH, publish, save_projector
 from vzexp.paths import cache_dir
 from vzexp.runtime import rank
 from vzexp.tasks.base import Context
-from vzexp.tasks.common import evaluate_and_log, predictions_path
+from vzexp.tasks.common import evaluate_and_log, predictions_path, projector_download
 from vzexp.tasks.eval import EvalTask
 from vzexp.tasks.stages import compose_stages
 
@@ -201,7 +201,7 @@ def tune_and_evaluate(
     seed_everything(settings.seed)
     eval_set = instantiate(settings.data.dataset)
     words = eval_set.vocabulary() if hasattr(eval_set, "vocabulary") else []
-    model, processor = load_model(settings, words)
+    model, processor = load_model(settings, words, projector_download(settings))
     if model.config.model_type != "llava":
         raise ConfigError(
             "model",
@@ -216,10 +216,10 @@ def tune_and_evaluate(
             check_cacheable(stage_compressor)
     metrics: dict[str, float] = {}
     if task.baseline:  # the training-free number, same config and data
-        install(model, compressor)
+        installed = install(model, compressor)
         baseline = evaluate_and_log(
             settings,
-            model,
+            installed,
             processor,
             eval_set,
             predictions_path(settings),
@@ -227,7 +227,7 @@ def tune_and_evaluate(
             out / "predictions.baseline.jsonl",
         )
         metrics.update({f"baseline/{k}": v for k, v in baseline.items()})
-        uninstall(model)
+        installed.remove()
 
     keys: list[str] = []
     llm_layers = max(stage.task.llm_layers for stage in stages)
@@ -272,12 +272,12 @@ def tune_and_evaluate(
     # model's own dtype
     model.to(torch_dtype(str(settings.model.dtype)))
 
-    install(model, compressor)
+    installed = install(model, compressor)
     tuned_predictions = predictions_path(settings, extra={"tuned": keys[-1]})
     metrics.update(
         evaluate_and_log(
             settings,
-            model,
+            installed,
             processor,
             eval_set,
             tuned_predictions,

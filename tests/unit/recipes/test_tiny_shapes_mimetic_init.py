@@ -4,7 +4,7 @@ import torch
 from transformers import AutoConfig, CLIPVisionModel
 
 from tests.conftest import TINY_ENCODER
-from vzexp.encoders.capture import _vit_root
+from vzexp.encoders.capture import vit_root
 from vzexp.recipes.tiny_shapes.mimetic_init import _factor, mimetic_init_clip_tower
 
 
@@ -26,7 +26,7 @@ def test_factor_is_best_low_rank_split():
 def test_value_output_product_is_a_z_minus_b_identity():
     tower = _tower()
     mimetic_init_clip_tower(tower, seed=0)
-    attn = _vit_root(tower).encoder.layers[0].self_attn
+    attn = vit_root(tower).encoder.layers[0].self_attn
     # x -> out_proj(v_proj(x)) = x @ Wv.T @ Wo.T, full rank: exactly 0.4 Z - 0.4 I
     product = attn.v_proj.weight.T @ attn.out_proj.weight.T
     diagonal = product.diagonal()
@@ -38,7 +38,7 @@ def test_value_output_product_is_a_z_minus_b_identity():
 def test_each_head_prefers_similar_tokens():
     tower = _tower()
     mimetic_init_clip_tower(tower, seed=0)
-    attn = _vit_root(tower).encoder.layers[1].self_attn
+    attn = vit_root(tower).encoder.layers[1].self_attn
     for head in range(4):
         rows = slice(head * 8, (head + 1) * 8)
         qk = attn.q_proj.weight[rows].T @ attn.k_proj.weight[rows]  # x q . y k = x (qk) y^T

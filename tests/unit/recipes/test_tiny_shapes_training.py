@@ -409,7 +409,7 @@ def test_a_budget_batch_sees_the_image_as_evaluation_with_the_compressor_does(ll
     VisionZip installed (what evaluation at that budget runs), placeholders and all."""
     from vzexp.compress.visionzip import VisionZip
     from vzexp.data.shapes import QA
-    from vzexp.models.llava import tokens_per_image
+    from vzexp.models.install import tokens_per_image
     from vzexp.recipes.tiny_shapes.data import Conversations, RenderedScenes
 
     model, processor = llava

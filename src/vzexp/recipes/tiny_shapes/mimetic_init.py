@@ -50,7 +50,7 @@ def mimetic_init_(
 
 def mimetic_init_clip_tower(tower: nn.Module, seed: int) -> None:
     """Mimetic init of every self-attention layer of a transformers CLIP vision tower."""
-    from vzexp.encoders.capture import _vit_root
+    from vzexp.encoders.capture import vit_root
 
-    layers = [layer.self_attn for layer in _vit_root(tower).encoder.layers]
+    layers = [layer.self_attn for layer in vit_root(tower).encoder.layers]
     mimetic_init_(layers, tower.config.num_attention_heads, torch.Generator().manual_seed(seed))

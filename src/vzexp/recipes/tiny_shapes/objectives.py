@@ -142,7 +142,7 @@ def budget_compressors(model, budgets: list[int]) -> dict:
     """Image placeholders per image -> VisionZip (the registry's defaults, the reference's) at
     each of `budgets`: the compressors of the instruct stage's budget batches."""
     from vzexp.compress.registry import build_compressor
-    from vzexp.models.llava import tokens_per_image
+    from vzexp.models.install import tokens_per_image
 
     compressors = {}
     for budget in budgets:

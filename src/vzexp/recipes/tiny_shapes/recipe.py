@@ -28,14 +28,14 @@ CARD = "README.md"
 def build_tiny(settings, tracker, out: Path, predict) -> dict[str, float]:
     """The recipe's entry point (`task=build_tiny`): train, save, evaluate with all tokens, write
     the card, and return the evaluation's metrics. `settings.task` is a `BuildTinyTaskConfig`;
-    the stages' metrics go to `tracker`'s run; `predict(model, processor, dataset, path)` is the
+    the stages' metrics go to `tracker`'s run; `predict(installed, processor, dataset, path)` is the
     task layer's evaluation. `task.install` copies the result into the package (the shipped
     `model=tiny_shapes`)."""
     from vzexp.compress.none import NoCompression
     from vzexp.config import as_plain
     from vzexp.data.shapes import ShapesQA, ShapesScenes
     from vzexp.models.build import assemble
-    from vzexp.models.llava import install
+    from vzexp.models.install import install
     from vzexp.recipes.tiny_shapes.data import CAPTION_PROMPT, RenderedScenes
 
     task = settings.task
@@ -64,9 +64,9 @@ def build_tiny(settings, tracker, out: Path, predict) -> dict[str, float]:
     model.save_pretrained(target)
     processor.save_pretrained(target)
 
-    install(model, NoCompression())
+    installed = install(model, NoCompression())
     test = ShapesQA(split="test", size=task.eval_size, image_size=image_size, seed=0)
-    metrics = predict(model, processor, test, out / "predictions.jsonl")
+    metrics = predict(installed, processor, test, out / "predictions.jsonl")
     metrics["train_minutes"] = sum(seconds.values()) / 60
     (target / CARD).write_text(model_card(settings, metrics, seconds, model))
     (target / "training.json").write_text(
