@@ -6,6 +6,11 @@ generated conditioned on the question type (the target first, then the rest of t
 every question is answerable by construction. `python -m vzexp.data.shapes export DIR` writes a
 split in the LLaVA evaluation format (PNG images + questions.jsonl), `--split train --format
 instruct` the train split in LLaVA's instruction format (images + one JSON list).
+
+One module, longer than most: the scene generator, the renderer, the question rules and the
+exports share one set of invariants (the priors, the sizes that make an object "small", the
+negatives POPE-style questions draw), and reading them in one place top to bottom is how they are
+checked; the other shapes modules (dialogue, video, instruct) build on its public names.
 """
 
 from __future__ import annotations
