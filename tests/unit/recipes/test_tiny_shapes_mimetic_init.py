@@ -5,7 +5,7 @@ from transformers import AutoConfig, CLIPVisionModel
 
 from tests.conftest import TINY_ENCODER
 from vzexp.encoders.capture import vit_root
-from vzexp.recipes.tiny_shapes.mimetic_init import _factor, mimetic_init_clip_tower
+from vzexp.recipes.tiny_shapes.mimetic_init import low_rank_factors, mimetic_init_clip_tower
 
 
 def _tower() -> CLIPVisionModel:
@@ -17,9 +17,9 @@ def _tower() -> CLIPVisionModel:
 
 def test_factor_is_best_low_rank_split():
     m = torch.tensor([[3.0, 0.0], [0.0, 1.0]])
-    a, b = _factor(m, 1)
+    a, b = low_rank_factors(m, 1)
     assert torch.allclose(a @ b.T, torch.tensor([[3.0, 0.0], [0.0, 0.0]]), atol=1e-6)
-    a, b = _factor(m, 2)
+    a, b = low_rank_factors(m, 2)
     assert torch.allclose(a @ b.T, m, atol=1e-6)
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 
-def _factor(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+def low_rank_factors(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A, B with A @ B.T the best rank-`rank` approximation of `matrix` (split via the SVD)."""
     u, s, vh = torch.linalg.svd(matrix)
     root = s[:rank].sqrt()
@@ -37,13 +37,13 @@ def mimetic_init_(
         head_dim = width // num_heads
         for head in range(num_heads):
             z = torch.randn(width, width, generator=generator) / width**0.5
-            q, k = _factor(qk[0] * z + qk[1] * torch.eye(width), head_dim)
+            q, k = low_rank_factors(qk[0] * z + qk[1] * torch.eye(width), head_dim)
             rows = slice(head * head_dim, (head + 1) * head_dim)
             # nn.Linear computes x @ W.T: the query of x is x @ q, so W = q.T
             attn.q_proj.weight[rows] = q.T
             attn.k_proj.weight[rows] = k.T
         z = torch.randn(width, width, generator=generator) / width**0.5
-        v, o = _factor(vo[0] * z - vo[1] * torch.eye(width), width)
+        v, o = low_rank_factors(vo[0] * z - vo[1] * torch.eye(width), width)
         attn.v_proj.weight.copy_(v.T)
         out_proj.weight.copy_(o)  # x @ v @ o.T: out_proj.weight.T = o.T
 
