@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vzexp.compress.fastv import FastV
-from vzexp.compress.llm_side import PruneState, layer_attention
+from vzexp.compress.llm_side import PruneState, decoder_attention_scores
 from vzexp.compress.pdrop import PyramidDrop
 from vzexp.compress.registry import strategies
 from vzexp.compress.sparsevlm import SparseVLM, dpc_knn_merge, rater_queries
@@ -154,7 +154,7 @@ def test_scores_are_the_layers_own_attention(models, images):
     cos, sin = lm.rotary_emb(embeds, torch.arange(embeds.shape[1])[None])
     queries = torch.tensor([[embeds.shape[1] - 1, 5, 70]])
     valid = torch.ones(1, embeds.shape[1], dtype=torch.bool)
-    ours = layer_attention(lm.layers[1], embeds, cos, sin, queries, valid, None)
+    ours = decoder_attention_scores(lm.layers[1], embeds, cos, sin, queries, valid, None)
     expected = eager_scores(eager, 1, embeds, cos, sin, queries[0])
     torch.testing.assert_close(ours[0], expected, rtol=1e-4, atol=1e-6)
 

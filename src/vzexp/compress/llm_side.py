@@ -59,7 +59,7 @@ class PruneState:
     visual_per_layer: list[int] = field(default_factory=list)
 
 
-def layer_attention(
+def decoder_attention_scores(
     layer, hidden: Tensor, cos: Tensor, sin: Tensor, queries: Tensor, valid: Tensor, weights
 ):
     """Mean over heads and (weighted) queries of one decoder layer's attention probabilities.
@@ -251,7 +251,7 @@ class LLMPruner(Compressor):
                 current = (
                     (state.index.unsqueeze(1) == state.queries.unsqueeze(-1)).float().argmax(-1)
                 )
-                state.scores[p.layer] = layer_attention(
+                state.scores[p.layer] = decoder_attention_scores(
                     layer, hidden, cos, sin, current, state.valid, state.query_weights
                 )
         point = next((p for p in self.points if p.layer == i), None)
