@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from vzexp import interrupt
 from vzexp.config import register_configs
 from vzexp.errors import VzexpError
 from vzexp.paths import config_dir
@@ -103,11 +105,27 @@ def composition_error(argv: list[str]) -> str | None:
 
 
 def main() -> None:
-    message = composition_error(sys.argv[1:])
-    if message:
-        print(f"vzexp: error: {message}", file=sys.stderr, flush=True)
-        sys.exit(2)
-    _entry()
+    interrupt.install()
+    try:
+        message = composition_error(sys.argv[1:])
+        if message:
+            print(f"vzexp: error: {message}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        _entry()
+    except (interrupt.Interrupted, KeyboardInterrupt) as exc:
+        # a run or a whole sweep stopped by SIGTERM/SIGINT: the tracked run (and a sweep's parent)
+        # ended KILLED on the way out; the predictions written so far stay for the rerun
+        interrupt.note(exc)
+        signum = exc.signum if isinstance(exc, interrupt.Interrupted) else 2
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(
+            f"vzexp: interrupted: stopped by {signal.Signals(signum).name}; the predictions "
+            "written so far are kept: rerun the same command to resume",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(128 + signum)
 
 
 if __name__ == "__main__":
