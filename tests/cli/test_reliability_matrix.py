@@ -5,6 +5,7 @@ Signal and concurrency cases run real `python -m vzexp` processes."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from benchmark_fixtures import picture
 from mlflow.tracking import MlflowClient
 from vzexp_testing import run_cli
 
@@ -106,3 +108,259 @@ def test_ctrl_c_in_a_sweep_is_one_line_and_ends_parent_and_child_killed(tmp_path
     found = runs(cli_env)
     assert sorted(r.info.status for r in found) == ["KILLED", "KILLED"]  # parent, first job
     assert any(r.data.tags.get("vzexp.sweep") == "parent" for r in found)
+
+
+# ---- concurrent first runs -------------------------------------------------------------------
+
+
+def test_three_first_runs_at_once_on_a_fresh_store_all_finish(tmp_path, cli_env):
+    procs = []
+    for k in range(3):
+        cwd = tmp_path / str(k)
+        cwd.mkdir()
+        procs.append(start([*FAST, "task.overlays=0"], cli_env, cwd))
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr[-3000:]
+        assert "Traceback" not in stderr
+    assert statuses(cli_env) == ["FINISHED"] * 3
+
+
+# ---- stale or wrong results ------------------------------------------------------------------
+
+
+def llava_pope(root: Path, labels=("yes", "no", "no", "yes"), rows=None) -> list[str]:
+    """A POPE benchmark in LLaVA's layout: questions, one label file, an image per question."""
+    (root / "val2014").mkdir(parents=True, exist_ok=True)
+    rows = (
+        rows
+        if rows is not None
+        else [
+            {"question_id": k, "image": f"{k}.png", "text": "Is there a dog?", "category": "random"}
+            for k in range(len(labels))
+        ]
+    )
+    for k in range(len(labels)):
+        if not (root / "val2014" / f"{k}.png").exists():
+            picture(k).save(root / "val2014" / f"{k}.png")
+    questions = root / "llava_pope_test.jsonl"
+    questions.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    (root / "coco").mkdir(exist_ok=True)
+    answers = [{"question_id": k, "label": v} for k, v in enumerate(labels)]
+    (root / "coco" / "coco_pope_random.json").write_text(
+        "".join(json.dumps(a) + "\n" for a in answers)
+    )
+    return ["data=pope", f"data.root={root}", "data.dataset.layout=llava"]
+
+
+def test_the_data_digest_follows_questions_and_images_not_answers(tmp_path):
+    from vzexp.data.benchmarks import POPE
+    from vzexp.tasks.common import data_digest
+
+    llava_pope(tmp_path)
+    first = data_digest(POPE(str(tmp_path), layout="llava"))
+    llava_pope(tmp_path, labels=("no", "no", "no", "no"))  # gold answers fixed
+    assert data_digest(POPE(str(tmp_path), layout="llava")) == first
+    picture(9).save(tmp_path / "val2014" / "2.png")  # an image replaced
+    assert data_digest(POPE(str(tmp_path), layout="llava")) != first
+
+
+def test_fixed_gold_answers_rescore_without_predicting_again_and_score_checks(tmp_path, cli_env):
+    data = llava_pope(tmp_path / "pope")
+    args = [*data, "model=tiny_random", "task.max_new_tokens=1", "task.overlays=0"]
+    first = run_cli(args, cli_env, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (path,) = (tmp_path / "predictions").glob("*.jsonl")
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert {r["data"] for r in records} == {"pope"}
+    before = path.read_text()
+    # every answer flipped: a scorer that re-reads them must report 1 - the first accuracy
+    llava_pope(tmp_path / "pope", labels=("no", "yes", "yes", "no"))
+    second = run_cli(args, cli_env, tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "4 of 4 samples already done" in second.stdout + second.stderr
+    assert [p.name for p in (tmp_path / "predictions").glob("*.jsonl")] == [path.name]
+    assert [json.loads(x)["prediction"] for x in path.read_text().splitlines()] == [
+        json.loads(x)["prediction"] for x in before.splitlines()
+    ]
+    old, new = sorted(runs(cli_env), key=lambda r: r.info.start_time)
+    assert new.data.metrics["accuracy"] == pytest.approx(1 - old.data.metrics["accuracy"])
+    # task=score reads the gold answers of the benchmark too, and checks the file against it
+    scored = run_cli(["task=score", f"task.predictions={path}", *data], cli_env, tmp_path)
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("".join(path.read_text().splitlines(keepends=True)[:3]))
+    refused = run_cli(["task=score", f"task.predictions={cut}", *data], cli_env, tmp_path)
+    assert refused.returncode == 2
+    [line] = vzexp_lines(refused.stderr)
+    assert "predictions for 3 of the 4 samples" in line and "task.allow_partial=true" in line
+    partial = ["task=score", f"task.predictions={cut}", "task.allow_partial=true", *data]
+    allowed = run_cli(partial, cli_env, tmp_path)
+    assert allowed.returncode == 0, allowed.stderr[-3000:]
+    assert "partial: 3 of 4 samples scored" in allowed.stdout
+    found = sorted(runs(cli_env), key=lambda r: r.info.start_time)
+    assert [r.info.status for r in found] == ["FINISHED"] * 4
+    assert found[-2].data.metrics["accuracy"] == new.data.metrics["accuracy"]
+    assert found[-1].data.metrics["samples"] == 3
+
+
+# ---- one line, exit 2, before any model loads: nothing written, no run left ------------------
+
+
+def shapes_records(tmp_path, count=2, **extra) -> str:
+    path = tmp_path / "shapes.jsonl"
+    rows = [
+        {"id": f"shapes-test-{k:05d}", "prediction": "red", "answer": "red", **extra}
+        for k in range(count)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def score(tmp_path, text: str, *more: str) -> list[str]:
+    path = tmp_path / "given.jsonl"
+    path.write_text(text)
+    return ["task=score", f"task.predictions={path}", *more]
+
+
+def corrupt_store(tmp_path):
+    (tmp_path / "bad.db").write_bytes(b"this is not a database" * 50)
+    return [f"logger.tracking_uri=sqlite:///{tmp_path / 'bad.db'}"]
+
+
+def pope_rows(rows):
+    return lambda tmp_path: llava_pope(tmp_path / "pope", labels=("yes",) * 2, rows=rows)
+
+
+GOOD = {"question_id": 1, "image": "1.png", "text": "Is there a dog?", "category": "random"}
+ONE_LINE = {
+    "negative seed": (["seed=-1"], "seed=-1 is not allowed: an integer in 0..4294967295"),
+    "seed beyond 2^32-1": (["seed=4294967296"], "seed=4294967296 is not allowed"),
+    "5,000-character experiment name": (
+        ["logger.experiment_name=" + "x" * 5000],
+        "logger.experiment_name='xxxx",
+    ),
+    "300-character run name": (["logger.run_name=" + "r" * 300], "1..250 characters (300"),
+    "predictions dir /dev/null": (
+        ["task.predictions_dir=/dev/null"],
+        "task.predictions_dir='/dev/null': cannot create the predictions directory",
+    ),
+    "file: tracking URI": (
+        ["logger.tracking_uri=file:./mlruns"],
+        "MLflow no longer writes file stores",
+    ),
+    "path without a scheme as tracking URI": (
+        ["logger.tracking_uri=./mlruns"],
+        "MLflow no longer writes file stores",
+    ),
+    "unknown tracking URI scheme": (
+        ["logger.tracking_uri=ftp://host/store"],
+        "a URI with one of the schemes sqlite",
+    ),
+    "corrupt store": (corrupt_store, "is not an SQLite database; move it away (mv"),
+    "store in a read-only directory": (
+        ["logger.tracking_uri=sqlite:////sys/vzexp/mlflow.db"],
+        "cannot create the MLflow database there",
+    ),
+    "split=validation": (["data.dataset.split=validation"], "data.dataset.split='validation'"),
+    "size=0": (["data.dataset.size=0"], "data.dataset.size=0 is not allowed"),
+    "image_size=7": (["data.dataset.image_size=7"], "data.dataset.image_size=7 is not allowed"),
+    "question without text": (
+        pope_rows([{k: v for k, v in GOOD.items() if k != "text"}]),
+        "llava_pope_test.jsonl': record 1 is not a question (no 'text')",
+    ),
+    "question with image null": (
+        pope_rows([{**GOOD, "question_id": 0, "image": "0.png"}, {**GOOD, "image": None}]),
+        "record 2 is not a question (image=None, not a string)",
+    ),
+    "question file with a JSON array line": (
+        pope_rows(['[{"question_id": 1}]']),
+        "record 1 is not a question (a JSON list, not an object)",
+    ),
+    "duplicate question ids": (
+        pope_rows([GOOD, {**GOOD, "text": "Is there a cat?"}]),
+        "data=pope: 1 sample id(s) repeated, e.g. '1' (2 times); one sample per id",
+    ),
+    "empty questions file": (pope_rows([]), "data=pope: the benchmark has no samples"),
+    "score: another benchmark's file": (
+        lambda tmp_path: (
+            ["task=score", f"task.predictions={shapes_records(tmp_path)}"]
+            + llava_pope(tmp_path / "pope", labels=("yes",) * 2)
+        ),
+        "2 of its 2 records are not samples of data=pope, e.g. id 'shapes-test-00000'",
+    ),
+    "score: a file that names another benchmark": (
+        lambda tmp_path: [
+            "task=score",
+            f"task.predictions={shapes_records(tmp_path, data='pope')}",
+            "data.limit=2",
+        ],
+        "made on data=pope; score it with the data config it was made with",
+    ),
+    "score: a truncated file": (
+        lambda tmp_path: ["task=score", f"task.predictions={shapes_records(tmp_path, 1)}"],
+        "predictions for 1 of the 2 samples data=shapes evaluates (data.limit=2)",
+    ),
+    "score: records without prediction": (
+        lambda tmp_path: score(tmp_path, '{"id": "shapes-test-00000", "answer": "red"}\n'),
+        "line 1 (id 'shapes-test-00000') has no 'prediction'",
+    ),
+    "score: records of another program": (
+        lambda tmp_path: ["task=score", f"task.predictions={shapes_records(tmp_path)}"],
+        "its records have no 'visual_tokens'; is this a predictions file of python -m vzexp?",
+    ),
+    "score: a JSON array line": (
+        lambda tmp_path: score(tmp_path, '[1, 2]\n{"id": "x"}\n'),
+        "line 1 is not a prediction record (no 'id')",
+    ),
+    "score: not JSON": (
+        lambda tmp_path: score(tmp_path, "id,prediction\nshapes-test-00000,red\n"),
+        "line 1 is not JSON; is this a predictions file?",
+    ),
+    "score: repeated ids": (
+        lambda tmp_path: score(
+            tmp_path,
+            '{"id": "shapes-test-00000", "prediction": "red"}\n' * 2,
+            "data.limit=2",
+        ),
+        "line 2 repeats id 'shapes-test-00000' (line 1)",
+    ),
+}
+
+
+def run_in_process(args, env, cwd, monkeypatch, capfd) -> tuple[int, str]:
+    """`python -m vzexp ARGS` in this process (the libraries are imported once, not per case):
+    its exit code and stderr. The signal handlers it installs are restored afterwards."""
+    import os
+
+    from vzexp.__main__ import main
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", ["vzexp", *args])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    return code, capfd.readouterr().err
+
+
+@pytest.mark.parametrize("case", list(ONE_LINE))
+def test_refused_in_one_line_before_any_model_loads(tmp_path, cli_env, case, monkeypatch, capfd):
+    args, needle = ONE_LINE[case]
+    args = args(tmp_path) if callable(args) else args
+    code, stderr = run_in_process(["data.limit=2", *args], cli_env, tmp_path, monkeypatch, capfd)
+    assert code == 2, stderr[-2000:]
+    assert "Traceback" not in stderr
+    [line] = vzexp_lines(stderr)
+    assert line.startswith("vzexp: error:") and needle in line, line
+    assert "Loading weights" not in stderr  # refused before any model loaded
+    assert not (tmp_path / "predictions").exists()  # nothing predicted
+    assert runs(cli_env) == []  # and no MLflow run opened, so none is left RUNNING

@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from vzexp.config import ModelKind, as_plain
 from vzexp.engine.eval_loop import evaluate
 from vzexp.engine.predictions import PredictionStore, config_key
-from vzexp.errors import ConfigError, VzexpError, first_line
+from vzexp.errors import VzexpError, first_line
 from vzexp.runtime import output_dir
 
 
@@ -50,10 +50,10 @@ def load_dataset(settings):
         counts = Counter(dataset.sample_id(i) for i in range(len(dataset)))
         repeated = [k for k, n in counts.items() if n > 1]
         if repeated:
-            raise ConfigError(
-                f"data={settings.data.name}",
-                f"{len(repeated)} repeated sample ids, e.g. {repeated[0]!r}",
-                "one sample per id: remove or renumber the duplicate questions",
+            raise DataError(
+                f"data={settings.data.name}: {len(repeated)} sample id(s) repeated, e.g. "
+                f"{repeated[0]!r} ({counts[repeated[0]]} times); one sample per id: remove or "
+                "renumber the duplicate questions"
             )
     return dataset
 

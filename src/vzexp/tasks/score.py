@@ -82,17 +82,25 @@ class ScoreTask(Task):
                 f"evaluates (data.limit={settings.data.limit}); give the data.limit it was made "
                 "with, finish it with task=eval, or score what is there with task.allow_partial=true"
             )
-        self.index = index
+        # scored now, against the benchmark's current gold answers: a file that cannot be
+        # scored is refused before the run opens
+        scorer = scorer_for(settings.data.scorer)
+        self.records.sort(key=lambda r: index[r["id"]])
+        for record in self.records:
+            if not record.get("skipped") and "turns" not in record:
+                record.update(gold(self.dataset, index[record["id"]]))
+                record["correct"] = scorer.sample(record)
+        try:
+            self.metrics = summarize(self.records, "cpu", scorer)
+        except KeyError as exc:  # a field every record of python -m vzexp has
+            raise MissingPathError(
+                f"{key}: its records have no {exc.args[0]!r}; is this a predictions file of "
+                "python -m vzexp?"
+            ) from None
+        self.expected = len(ids)
 
     def run(self, settings, context: Context) -> dict[str, float]:
-        scorer = scorer_for(settings.data.scorer)
-        records = sorted(self.records, key=lambda r: self.index[r["id"]])
-        for record in records:
-            if not record.get("skipped") and "turns" not in record:
-                record.update(gold(self.dataset, self.index[record["id"]]))
-                record["correct"] = scorer.sample(record)
-        metrics = summarize(records, "cpu", scorer)
-        expected = len(self.index)
+        records, metrics, expected = self.records, self.metrics, self.expected
         if len(records) < expected:
             log.warning("scoring a partial file: %d of %d samples", len(records), expected)
             print(f"partial: {len(records)} of {expected} samples scored", flush=True)
