@@ -232,6 +232,15 @@ def pope_rows(rows):
     return lambda tmp_path: llava_pope(tmp_path / "pope", labels=("yes",) * 2, rows=rows)
 
 
+def vqav2_without_answers(tmp_path):
+    root = tmp_path / "vqav2"
+    (root / "images").mkdir(parents=True)
+    picture(0).save(root / "images" / "a.png")
+    (root / "questions.jsonl").write_text(json.dumps({**GOOD, "image": "a.png"}) + "\n")
+    (root / "annotations.jsonl").write_text(json.dumps({"question_id": 1}) + "\n")
+    return ["data=vqav2", f"data.root={root}", "data.dataset.layout=llava"]
+
+
 GOOD = {"question_id": 1, "image": "1.png", "text": "Is there a dog?", "category": "random"}
 ONE_LINE = {
     "negative seed": (["seed=-1"], "seed=-1 is not allowed: an integer in 0..4294967295"),
@@ -280,6 +289,10 @@ ONE_LINE = {
     "duplicate question ids": (
         pope_rows([GOOD, {**GOOD, "text": "Is there a cat?"}]),
         "data=pope: 1 sample id(s) repeated, e.g. '1' (2 times); one sample per id",
+    ),
+    "VQAv2 annotations without answers": (
+        vqav2_without_answers,
+        "sample '1' cannot be scored by data.scorer=vqav2 (\"record '1' has no 'answers'",
     ),
     "empty questions file": (pope_rows([]), "data=pope: the benchmark has no samples"),
     "score: another benchmark's file": (

@@ -10,6 +10,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 
 from vzexp.config import ModelKind, as_plain
+from vzexp.data.scoring import scorer_for
 from vzexp.engine.eval_loop import evaluate
 from vzexp.engine.predictions import PredictionStore, config_key
 from vzexp.errors import VzexpError, first_line
@@ -55,7 +56,29 @@ def load_dataset(settings):
                 f"{repeated[0]!r} ({counts[repeated[0]]} times); one sample per id: remove or "
                 "renumber the duplicate questions"
             )
+    check_scorable(settings, dataset)
     return dataset
+
+
+def check_scorable(settings, dataset) -> None:
+    """Each benchmark sample's gold fields are what its scorer reads (e.g. VQAv2's annotator
+    answers), tried by scoring the gold answer as if predicted, so that an annotation file
+    lacking them fails now rather than after the model has run."""
+    items = getattr(dataset, "items", None)
+    if items is None:
+        return
+    scorer = scorer_for(settings.data.scorer)
+    for item in items:
+        record = {"id": item["id"], "prediction": item["answer"], "answer": item["answer"]}
+        record.update(type=item["meta"].get("type"), meta=item["meta"])
+        try:
+            scorer.sample(record)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise DataError(
+                f"data={settings.data.name}: sample {item['id']!r} cannot be scored by "
+                f"data.scorer={settings.data.scorer} ({first_line(exc)}); check its annotations "
+                f"(data.dataset.annotations) and that data.scorer fits the benchmark"
+            ) from None
 
 
 def data_digest(dataset) -> str | None:
