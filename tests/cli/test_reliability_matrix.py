@@ -17,6 +17,8 @@ from benchmark_fixtures import picture
 from mlflow.tracking import MlflowClient
 from vzexp_testing import run_cli
 
+from vzexp.tracking import store_lock
+
 FAST = ["data.limit=2", "task.max_new_tokens=1", "data.batch_size=2"]
 
 
@@ -81,7 +83,7 @@ def test_a_signal_stops_the_run_at_the_next_batch_and_ends_it_killed(tmp_path, c
 
 
 def test_sigkill_then_rerun_ends_the_orphan_killed_and_finishes(tmp_path, cli_env):
-    args = ["data.limit=6", "task.max_new_tokens=1", "data.batch_size=2", "task.overlays=0"]
+    args = ["data.limit=24", "task.max_new_tokens=1", "data.batch_size=1", "task.overlays=0"]
     proc = start(args, cli_env, tmp_path)
     signal_after_first_batch(proc, tmp_path, signal.SIGKILL)
     proc.communicate(timeout=60)
@@ -90,11 +92,43 @@ def test_sigkill_then_rerun_ends_the_orphan_killed_and_finishes(tmp_path, cli_en
     rerun = run_cli(args, cli_env, tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "Traceback" not in rerun.stderr
-    assert first >= 2
+    assert 1 <= first < 24
     orphan, finished = sorted(runs(cli_env), key=lambda r: r.info.start_time)
     assert (orphan.info.status, finished.info.status) == ("KILLED", "FINISHED")
     assert "ended without ending the run" in orphan.data.tags["vzexp.error"]
-    assert finished.data.metrics["samples"] == 6
+    assert finished.data.metrics["samples"] == 24
+    # and the resumed run's results are those of a run never interrupted
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    uninterrupted = run_cli([*args, "logger=none"], cli_env, whole)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+    keys = ("id", "prediction", "correct", "kept")
+    [resumed_file] = (tmp_path / "predictions").glob("*.jsonl")
+    [whole_file] = (whole / "predictions").glob("*.jsonl")
+    assert [[json.loads(x)[k] for k in keys] for x in resumed_file.read_text().splitlines()] == [
+        [json.loads(x)[k] for k in keys] for x in whole_file.read_text().splitlines()
+    ]
+
+
+def test_sigterm_before_the_first_batch_ends_the_run_killed(tmp_path, cli_env):
+    """Outside the loop (the dataset or model loading) the signal stops the run at once."""
+    proc = start([*FAST, "task.overlays=0"], cli_env, tmp_path)
+    deadline = time.monotonic() + 240
+    while True:  # the run is open: what follows is the model loading
+        assert proc.poll() is None and time.monotonic() < deadline
+        if (tmp_path / "mlflow.db").exists():
+            with store_lock(cli_env["MLFLOW_TRACKING_URI"]):  # not while it creates the schema
+                if statuses(cli_env) == ["RUNNING"]:
+                    break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-3000:]
+    assert "Traceback" not in stderr
+    [line] = vzexp_lines(stderr)
+    assert "stopped by SIGTERM" in line
+    assert predicted_lines(tmp_path) == 0
+    assert statuses(cli_env) == ["KILLED"]
 
 
 def test_ctrl_c_in_a_sweep_is_one_line_and_ends_parent_and_child_killed(tmp_path, cli_env):
