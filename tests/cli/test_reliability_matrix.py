@@ -411,3 +411,34 @@ def test_refused_in_one_line_before_any_model_loads(tmp_path, cli_env, case, mon
     assert "Loading weights" not in stderr  # refused before any model loaded
     assert not (tmp_path / "predictions").exists()  # nothing predicted
     assert runs(cli_env) == []  # and no MLflow run opened, so none is left RUNNING
+
+
+# ---- runs left RUNNING by a dead process ---------------------------------------------------------
+
+
+def test_runs_of_dead_processes_are_ended_killed_and_live_ones_kept(tmp_path):
+    from vzexp.tracking import PROCESS_TAG, end_orphans, open_store, process_identity
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # reaped: its pid names no process now
+    client, experiment = open_store(f"sqlite:///{tmp_path / 'mlflow.db'}", "vzexp")
+    tags = {
+        "dead job": {PROCESS_TAG: process_identity(dead.pid)},
+        "dead sweep parent": {PROCESS_TAG: f"{process_identity().rsplit(':', 2)[0]}:{dead.pid}:"},
+        "live job": {PROCESS_TAG: process_identity()},
+        "reused pid": {PROCESS_TAG: f"{process_identity().rsplit(':', 1)[0]}:1"},
+        "other machine": {PROCESS_TAG: f"elsewhere:{dead.pid}:1"},
+        "untagged": {},
+    }
+    ids = {name: client.create_run(experiment, tags=t).info.run_id for name, t in tags.items()}
+    ended = end_orphans(client, experiment)
+    assert sorted(ended) == sorted(ids[n] for n in ("dead job", "dead sweep parent", "reused pid"))
+    status = {name: client.get_run(i).info.status for name, i in ids.items()}
+    assert status == {
+        "dead job": "KILLED",
+        "dead sweep parent": "KILLED",
+        "live job": "RUNNING",
+        "reused pid": "KILLED",  # this process's pid with another start time
+        "other machine": "RUNNING",  # cannot be checked from here
+        "untagged": "RUNNING",
+    }
