@@ -71,7 +71,11 @@ def composition_error(argv: list[str]) -> str | None:
     if any(a.startswith("-") for a in argv):
         return None
     from hydra import compose, initialize_config_dir
-    from hydra.errors import ConfigCompositionException, MissingConfigException
+    from hydra.errors import (
+        ConfigCompositionException,
+        MissingConfigException,
+        OverrideParseException,
+    )
 
     from vzexp.preflight import check_creatable
 
@@ -82,6 +86,12 @@ def composition_error(argv: list[str]) -> str | None:
                 check_creatable(Path(str(composed.hydra.run.dir)))
     except VzexpError as exc:
         return str(exc)
+    except OverrideParseException as exc:
+        bad = next((a for a in argv if a in str(exc)), str(exc).strip().splitlines()[0])
+        return (
+            f"{bad!r} cannot be read as an override: quote a value that has spaces, symbols or "
+            "non-ASCII characters (\"key='a value'\") and write numbers with ASCII digits"
+        )
     except MissingConfigException as exc:
         group, _, value = str(exc.missing_cfg_file or "").rpartition("/")
         if group and exc.options:

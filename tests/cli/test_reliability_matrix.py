@@ -277,6 +277,8 @@ def vqav2_without_answers(tmp_path):
 
 GOOD = {"question_id": 1, "image": "1.png", "text": "Is there a dog?", "category": "random"}
 ONE_LINE = {
+    "non-ASCII digits": (["tokens=٣"], "'tokens=٣' cannot be read as an override: quote"),
+    "unquoted emoji": (["logger.run_name=🙂"], "write numbers with ASCII digits"),
     "negative seed": (["seed=-1"], "seed=-1 is not allowed: an integer in 0..4294967295"),
     "seed beyond 2^32-1": (["seed=4294967296"], "seed=4294967296 is not allowed"),
     "5,000-character experiment name": (

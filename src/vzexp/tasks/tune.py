@@ -197,7 +197,8 @@ def tune_and_evaluate(
     stages = stages or [settings]
     task = settings.task
     seed_everything(settings.seed)
-    eval_set = load_dataset(settings)
+    eval_set = getattr(task, "dataset", None)  # loaded by prepare() before the run opened
+    eval_set = load_dataset(settings) if eval_set is None else eval_set
     words = eval_set.vocabulary() if hasattr(eval_set, "vocabulary") else []
     model, processor = load_model(settings, words)
     if model.config.model_type != "llava":
