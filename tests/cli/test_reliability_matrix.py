@@ -275,6 +275,12 @@ def vqav2_without_answers(tmp_path):
     return ["data=vqav2", f"data.root={root}", "data.dataset.layout=llava"]
 
 
+def answers_without_ids(tmp_path):
+    args = llava_pope(tmp_path / "pope", labels=("yes",))
+    (tmp_path / "pope" / "answers.jsonl").write_text(json.dumps({"label": "yes"}) + "\n")
+    return [*args, "data.dataset.annotations=answers.jsonl"]
+
+
 GOOD = {"question_id": 1, "image": "1.png", "text": "Is there a dog?", "category": "random"}
 ONE_LINE = {
     "non-ASCII digits": (["tokens=٣"], "'tokens=٣' cannot be read as an override: quote"),
@@ -329,6 +335,10 @@ ONE_LINE = {
     "VQAv2 annotations without answers": (
         vqav2_without_answers,
         "sample '1' cannot be scored by data.scorer=vqav2 (\"record '1' has no 'answers'",
+    ),
+    "answer records without question_id": (
+        answers_without_ids,
+        "data=pope: a record of its files could not be read (KeyError: 'question_id'); check",
     ),
     "empty questions file": (pope_rows([]), "data=pope: the benchmark has no samples"),
     "score: another benchmark's file": (

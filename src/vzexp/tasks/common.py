@@ -29,17 +29,20 @@ def load_dataset(settings):
         dataset = instantiate(settings.data.dataset)
     except VzexpError:
         raise
-    except Exception as exc:  # Hydra wraps the dataset's own error; ours is behind it
-        cause = exc
-        while cause is not None and not isinstance(cause, VzexpError):
+    except Exception as exc:  # Hydra wraps the dataset's own error: what is behind it
+        chain, cause = [], exc
+        while cause is not None and cause not in chain:
+            chain.append(cause)
             cause = cause.__cause__ or cause.__context__
-        if cause is not None:
-            raise cause from None
-        if isinstance(exc, (KeyError, TypeError, ValueError, AttributeError)):
+        ours = next((c for c in chain if isinstance(c, VzexpError)), None)
+        if ours is not None:
+            raise ours from None
+        root = chain[-1]
+        if isinstance(root, (KeyError, IndexError)):  # a record without a field it needs
             raise DataError(
                 f"data={settings.data.name}: a record of its files could not be read "
-                f"({type(exc).__name__}: {first_line(exc)}); check the benchmark's files under "
-                f"data.dataset.root={getattr(settings.data.dataset, 'root', None)!r}"
+                f"({type(root).__name__}: {first_line(root)}); check the benchmark's files under "
+                f"data.dataset.root={settings.data.dataset.get('root')!r}"
             ) from None
         raise
     if len(dataset) == 0:
