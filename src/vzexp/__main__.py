@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from vzexp import interrupt
 from vzexp.config import register_configs
 from vzexp.errors import VzexpError
 from vzexp.paths import config_dir
@@ -69,7 +71,11 @@ def composition_error(argv: list[str]) -> str | None:
     if any(a.startswith("-") for a in argv):
         return None
     from hydra import compose, initialize_config_dir
-    from hydra.errors import ConfigCompositionException, MissingConfigException
+    from hydra.errors import (
+        ConfigCompositionException,
+        MissingConfigException,
+        OverrideParseException,
+    )
 
     from vzexp.preflight import check_creatable
 
@@ -80,6 +86,12 @@ def composition_error(argv: list[str]) -> str | None:
                 check_creatable(Path(str(composed.hydra.run.dir)))
     except VzexpError as exc:
         return str(exc)
+    except OverrideParseException as exc:
+        bad = next((a for a in argv if a in str(exc)), str(exc).strip().splitlines()[0])
+        return (
+            f"{bad!r} cannot be read as an override: quote a value that has spaces, symbols or "
+            "non-ASCII characters (\"key='a value'\") and write numbers with ASCII digits"
+        )
     except MissingConfigException as exc:
         group, _, value = str(exc.missing_cfg_file or "").rpartition("/")
         if group and exc.options:
@@ -103,11 +115,27 @@ def composition_error(argv: list[str]) -> str | None:
 
 
 def main() -> None:
-    message = composition_error(sys.argv[1:])
-    if message:
-        print(f"vzexp: error: {message}", file=sys.stderr, flush=True)
-        sys.exit(2)
-    _entry()
+    interrupt.install()
+    try:
+        message = composition_error(sys.argv[1:])
+        if message:
+            print(f"vzexp: error: {message}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        _entry()
+    except (interrupt.Interrupted, KeyboardInterrupt) as exc:
+        # a run or a whole sweep stopped by SIGTERM/SIGINT: the tracked run (and a sweep's parent)
+        # ended KILLED on the way out; the predictions written so far stay for the rerun
+        interrupt.note(exc)
+        signum = exc.signum if isinstance(exc, interrupt.Interrupted) else 2
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(
+            f"vzexp: interrupted: stopped by {signal.Signals(signum).name}; the predictions "
+            "written so far are kept: rerun the same command to resume",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(128 + signum)
 
 
 if __name__ == "__main__":

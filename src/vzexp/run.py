@@ -12,7 +12,12 @@ from omegaconf import DictConfig, OmegaConf
 from vzexp.config import ModelKind, VzexpConfig, validate
 from vzexp.hardware import announce
 from vzexp.models.projector import RUN_ID, resolve
-from vzexp.preflight import check_devices, check_tracking_server
+from vzexp.preflight import (
+    check_devices,
+    check_tracking_server,
+    check_tracking_uri,
+    check_values,
+)
 from vzexp.runtime import hydra_choices, hydra_tags, output_dir, rank
 from vzexp.tasks.base import Context
 from vzexp.tracking import experiment_name, parent_run_id, tracked_run, tracking_uri
@@ -32,10 +37,12 @@ def logged_params(cfg: DictConfig, settings: VzexpConfig) -> dict[str, Any]:
 def preflight(settings: VzexpConfig, out: Path) -> None:
     """What the environment must offer, checked before the run opens or a model loads."""
     check_devices(settings.model.device, settings.trainer.accelerator)
+    check_values(settings)
     if settings.model.projector and not RUN_ID.match(settings.model.projector):
         resolve(settings.model.projector)  # a path: checked before any model loads
     out.mkdir(parents=True, exist_ok=True)
     if settings.logger.name == "mlflow" and rank() == 0:
+        check_tracking_uri(tracking_uri(settings.logger.tracking_uri))
         check_tracking_server(tracking_uri(settings.logger.tracking_uri))
 
 

@@ -21,6 +21,7 @@ from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from vzexp import interrupt
 from vzexp.tracking import PARENT_FILE, parent_run_id
 
 FAILED_DIR = ".failed"
@@ -56,20 +57,23 @@ class MlflowSweepParent(Callback):
         logger = config.get("logger", {})
         if logger.get("name") != "mlflow":
             return
-        from mlflow.tracking import MlflowClient
-
         from vzexp.preflight import check_tracking_server
-        from vzexp.tracking import experiment_name, tracking_uri
+        from vzexp.tracking import (
+            PROCESS_TAG,
+            end_orphans,
+            experiment_name,
+            open_store,
+            process_identity,
+            tracking_uri,
+        )
 
         uri = tracking_uri(logger.get("tracking_uri"))
         check_tracking_server(uri)
-        self.client = MlflowClient(uri)
         choices = OmegaConf.select(config, "hydra.runtime.choices") or {}
         name = experiment_name(logger.get("experiment_name"), choices)
-        experiment = self.client.get_experiment_by_name(name)
-        experiment_id = (
-            experiment.experiment_id if experiment else self.client.create_experiment(name)
-        )
+        # the schema is created once here, before any job (parallel launchers) opens the store
+        self.client, experiment_id = open_store(uri, name)
+        end_orphans(self.client, experiment_id)  # an earlier sweep's parent killed with SIGKILL
         overrides = list(OmegaConf.select(config, "hydra.overrides.task") or [])
         sweeper = OmegaConf.select(config, "hydra.sweeper.params") or {}
         sweep = [f"{k}={v}" for k, v in sweeper.items()] + overrides
@@ -77,13 +81,18 @@ class MlflowSweepParent(Callback):
         run = self.client.create_run(
             experiment_id,
             run_name=title,
-            tags={"vzexp.sweep": "parent", "vzexp.sweep.overrides": " ".join(sweep)[:5000]},
+            tags={
+                "vzexp.sweep": "parent",
+                "vzexp.sweep.overrides": " ".join(sweep)[:5000],
+                PROCESS_TAG: process_identity(),
+            },
         )
         self.run_id = run.info.run_id
         sweep_dir = Path(OmegaConf.select(config, "hydra.sweep.dir"))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / PARENT_FILE).write_text(self.run_id)
-        atexit.register(self._end, "FAILED")  # unless on_multirun_end ends it first
+        atexit.register(self._end, "FAILED")  # unless on_multirun_end ends it first (KILLED
+        # when a signal stopped the sweep)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         """A failed job is recorded on the parent (one tag per job, so parallel launchers never
@@ -129,6 +138,8 @@ class MlflowSweepParent(Callback):
     def _end(self, status: str) -> None:
         if self.client is None or self.run_id is None:
             return
+        if interrupt.received() is not None:
+            status = "KILLED"
         if self.client.get_run(self.run_id).info.status == "RUNNING":
             self.client.set_terminated(self.run_id, status=status)
         self.run_id = None

@@ -1,14 +1,22 @@
-"""MLflow runs: one per job, flattened config as params, failure ends the run FAILED."""
+"""MLflow runs: one per job, flattened config as params; a failure ends the run FAILED, a signal
+KILLED, and a run whose process died without ending it (SIGKILL) is ended KILLED by the next run
+on this machine. A SQLite store is created under a file lock, so concurrent first runs do not
+race through MLflow's schema migration."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from vzexp import interrupt
+from vzexp.errors import VzexpError, first_line
 
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 # the file in a sweep's directory that names the sweep's parent run (vzexp.sweep writes it)
@@ -107,6 +115,129 @@ def experiment_name(configured: str | None, choices: dict | None) -> str:
     return configured or (choices or {}).get("experiment") or DEFAULT_EXPERIMENT
 
 
+class StoreError(VzexpError):
+    """The MLflow store cannot be opened or written; the message says how to recover."""
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a sqlite:/// URI (None for other stores and in-memory SQLite)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///") :].split("?", 1)[0]  # four slashes: an absolute path
+    return Path(path) if path and path != ":memory:" else None
+
+
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Exclusive across processes for a SQLite store (a lock on `<db>.lock` beside it): MLflow
+    creates and migrates the schema on the first connection, which concurrent processes race
+    through; other stores need no lock."""
+    db = sqlite_path(uri)
+    if db is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def store_error(uri: str, exc: BaseException) -> StoreError:
+    """A store that MLflow could not open, as one line with the way out."""
+    db = sqlite_path(uri)
+    how = (
+        f"if it is damaged, move it away (mv {db} {db}.broken) and rerun to start a new store"
+        if db is not None
+        else "check the URI and the server"
+    )
+    return StoreError(
+        f"logger.tracking_uri={uri!r}: the MLflow store cannot be used ({first_line(exc)}); "
+        f"{how}, or run with logger=none"
+    )
+
+
+def open_store(uri: str, experiment: str | None = None):
+    """An MlflowClient on `uri` with its schema created (under the store lock), and the id of
+    `experiment` (created when missing) when one is named."""
+    from mlflow.tracking import MlflowClient
+
+    try:
+        with store_lock(uri):
+            client = MlflowClient(uri)
+            client.search_experiments(max_results=1)  # creates or upgrades the schema
+            if experiment is None:
+                return client, None
+            found = client.get_experiment_by_name(experiment)
+            return client, found.experiment_id if found else client.create_experiment(experiment)
+    except VzexpError:
+        raise
+    except Exception as exc:  # sqlite3/SQLAlchemy/MLflow errors: a damaged or read-only store
+        raise store_error(uri, exc) from None
+
+
+def process_identity(pid: int | None = None) -> str:
+    """`<host>:<pid>:<start time>` of a process: tells a live run from one whose process died
+    (the start time tells a reused pid apart)."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_start_time(pid)}"
+
+
+def _start_time(pid: int) -> str:
+    try:  # field 22 of /proc/<pid>/stat, after the parenthesised command name
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def process_alive(identity: str) -> bool:
+    """Whether the process an identity names still runs (unknown hosts count as alive)."""
+    host, _, rest = identity.partition(":")
+    pid, _, started = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            return True
+        return True
+    return state[0] != "Z" and (not started or state[19] == started)
+
+
+PROCESS_TAG = "vzexp.process"
+
+
+def end_orphans(client, experiment_id: str) -> list[str]:
+    """End KILLED the runs of this experiment left RUNNING by a process of this machine that
+    no longer runs (SIGKILL, power loss); returns their ids."""
+    ended = []
+    try:
+        found = client.search_runs(
+            [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
+        )
+    except Exception:  # a store that cannot search: the run itself reports the problem
+        return ended
+    for run in found:
+        identity = run.data.tags.get(PROCESS_TAG)
+        if identity and not process_alive(identity):
+            client.set_tag(
+                run.info.run_id,
+                "vzexp.error",
+                f"Killed: its process ({identity}) ended without ending the run; ended by a "
+                "later run on this machine",
+            )
+            client.set_terminated(run.info.run_id, status="KILLED")
+            ended.append(run.info.run_id)
+    return ended
+
+
 @contextmanager
 def tracked_run(
     enabled: bool,
@@ -121,17 +252,29 @@ def tracked_run(
         return
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri(uri))
-    mlflow.set_experiment(experiment_name)
-    base_tags = {"vzexp.command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
+    uri = tracking_uri(uri)
+    client, experiment_id = open_store(uri, experiment_name)
+    end_orphans(client, experiment_id)
+    mlflow.set_tracking_uri(uri)
+    base_tags = {
+        "vzexp.command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        PROCESS_TAG: process_identity(),
+    }
     if commit := git_commit():
         base_tags["mlflow.source.git.commit"] = commit
-    with mlflow.start_run(run_name=run_name) as run:
-        mlflow.set_tags({**base_tags, **(tags or {})})
-        mlflow.log_params(flatten(params))
+    try:
+        run = mlflow.start_run(run_name=run_name, experiment_id=experiment_id)
+    except Exception as exc:  # e.g. a read-only database file
+        raise store_error(uri, exc) from None
+    with run:
         try:
+            mlflow.set_tags({**base_tags, **(tags or {})})
+            mlflow.log_params(flatten(params))
             yield MlflowRun(run)
         except BaseException as exc:
-            mlflow.set_tag("vzexp.error", f"{type(exc).__name__}: {exc}"[:5000])
-            mlflow.end_run(status="FAILED")
+            killed = isinstance(exc, (interrupt.Interrupted, KeyboardInterrupt))
+            try:
+                mlflow.set_tag("vzexp.error", f"{type(exc).__name__}: {exc}"[:5000])
+            finally:  # the run is ended even when the store refuses the tag
+                mlflow.end_run(status="KILLED" if killed else "FAILED")
             raise

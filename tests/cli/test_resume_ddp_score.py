@@ -87,7 +87,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, cli_env):
 def test_score_task_rescores_a_predictions_file(tmp_path, cli_env):
     assert run_cli(ARGS, cli_env, tmp_path).returncode == 0
     (path,) = (tmp_path / "predictions").glob("*.jsonl")
-    proc = run_cli(["task=score", f"task.predictions={path}"], cli_env, tmp_path)
+    proc = run_cli(["task=score", f"task.predictions={path}", "data.limit=9"], cli_env, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     evaluated, scored = metrics_of(cli_env)
     assert scored["accuracy"] == evaluated["accuracy"] and scored["samples"] == 9

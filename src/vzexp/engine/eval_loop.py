@@ -12,6 +12,7 @@ from pathlib import Path
 
 from torch.utils.data import Subset
 
+from vzexp import interrupt
 from vzexp.data.scoring import scorer_for
 from vzexp.engine.evaluate import EvalDataModule, Evaluator, SkipBadImages, summarize
 from vzexp.engine.predictions import PredictionStore, PredictionWriter
@@ -65,7 +66,7 @@ def evaluate(
     trainer = make_trainer(
         settings.trainer,
         default_root_dir=str(predictions.parent),
-        callbacks=[PredictionWriter(store)],
+        callbacks=[PredictionWriter(store, {"data": data.name})],
     )
     todo = pending(store, ids, getattr(task, "resume", False), rank())
     if todo:
@@ -83,10 +84,35 @@ def evaluate(
             overlay_dir=overlay_dir if overlays else None,
             dialogue_baseline=getattr(task, "dialogue_baseline", False),
         )
-        trainer.predict(evaluator, datamodule=datamodule, return_predictions=False)
+        with interrupt.deferred():  # a signal stops the loop once its batch is written
+            trainer.predict(evaluator, datamodule=datamodule, return_predictions=False)
+        interrupt.check()  # a signal during the last batch
         # every rank's part file is complete before rank 0 merges them (DDP)
         trainer.strategy.barrier("vzexp-predictions-written")
     if trainer.global_rank != 0:
         return [], {}
-    records = store.merge(ids)
+    records = refresh_gold(store.merge(ids), dataset, scorer)
     return records, summarize(records, settings.model.device, scorer)
+
+
+def gold(dataset, i: int) -> dict:
+    """Sample i's gold fields as the dataset has them now: a benchmark's parsed items (no image
+    is read), else the sample itself."""
+    items = getattr(dataset, "items", None)
+    if items is not None:
+        item = items[i]
+        return {"answer": item["answer"], "type": item["meta"].get("type"), "meta": item["meta"]}
+    sample = dataset[i]
+    return {"answer": sample.answer, "type": sample.meta.get("type"), "meta": sample.meta}
+
+
+def refresh_gold(records: list[dict], dataset, scorer) -> list[dict]:
+    """Every record scored against the dataset's current gold answers, so that answers fixed
+    after the predictions were made count without predicting again. Records of skipped images
+    and dialogues (scored per turn as they were asked) keep theirs."""
+    for i, record in enumerate(records):
+        if record.get("skipped") or "turns" in record:
+            continue
+        record.update(gold(dataset, i))
+        record["correct"] = scorer.sample(record)
+    return records

@@ -16,6 +16,8 @@ from typing import Any
 
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from vzexp import interrupt
+
 
 def config_key(node: dict[str, Any]) -> str:
     """A short stable hash of the parts of the config that decide the predictions."""
@@ -91,13 +93,16 @@ class PredictionStore:
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Appends each batch's records to this rank's part file as soon as the batch is done."""
+    """Appends each batch's records to this rank's part file as soon as the batch is done; a
+    SIGTERM/SIGINT received during the batch stops the loop right after (vzexp.interrupt)."""
 
-    def __init__(self, store: PredictionStore):
+    def __init__(self, store: PredictionStore, fields: dict | None = None):
         super().__init__(write_interval="batch")
         self.store = store
+        self.fields = fields or {}  # added to every record (its benchmark, for task=score)
 
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
     ):
-        self.store.append(trainer.global_rank, prediction)
+        self.store.append(trainer.global_rank, [{**r, **self.fields} for r in prediction])
+        interrupt.check()

@@ -3,14 +3,125 @@ evaluation of a model with its predictions, overlays and metrics logged to the r
 
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
 from functools import partial
 from pathlib import Path
 
+from hydra.utils import instantiate
+
 from vzexp.config import ModelKind, as_plain
+from vzexp.data.scoring import scorer_for
 from vzexp.engine.eval_loop import evaluate
 from vzexp.engine.predictions import PredictionStore, config_key
+from vzexp.errors import VzexpError, first_line
 from vzexp.runtime import output_dir
 from vzexp.tracking import download_artifacts
+
+
+class DataError(VzexpError):
+    """A benchmark whose content cannot be evaluated (empty, duplicate ids)."""
+
+
+def load_dataset(settings):
+    """The data config's dataset, instantiated before any model loads (its files are read and
+    its values checked now), refused when empty or when two samples share an id (their
+    predictions would be scored against one gold answer)."""
+    try:
+        dataset = instantiate(settings.data.dataset)
+    except VzexpError:
+        raise
+    except Exception as exc:  # Hydra wraps the dataset's own error: what is behind it
+        chain, cause = [], exc
+        while cause is not None and cause not in chain:
+            chain.append(cause)
+            cause = cause.__cause__ or cause.__context__
+        ours = next((c for c in chain if isinstance(c, VzexpError)), None)
+        if ours is not None:
+            raise ours from None
+        root = chain[-1]
+        if isinstance(root, (KeyError, IndexError)):  # a record without a field it needs
+            raise DataError(
+                f"data={settings.data.name}: a record of its files could not be read "
+                f"({type(root).__name__}: {first_line(root)}); check the benchmark's files under "
+                f"data.dataset.root={settings.data.dataset.get('root')!r}"
+            ) from None
+        raise
+    if len(dataset) == 0:
+        raise DataError(
+            f"data={settings.data.name}: the benchmark has no samples; check its files "
+            f"(data.dataset.root={settings.data.dataset.get('root')!r}) and its split"
+        )
+    if hasattr(dataset, "sample_id"):
+        counts = Counter(dataset.sample_id(i) for i in range(len(dataset)))
+        repeated = [k for k, n in counts.items() if n > 1]
+        if repeated:
+            raise DataError(
+                f"data={settings.data.name}: {len(repeated)} sample id(s) repeated, e.g. "
+                f"{repeated[0]!r} ({counts[repeated[0]]} times); one sample per id: remove or "
+                "renumber the duplicate questions"
+            )
+    check_scorable(settings, dataset)
+    return dataset
+
+
+def check_scorable(settings, dataset) -> None:
+    """Each benchmark sample's gold fields are what its scorer reads (e.g. VQAv2's annotator
+    answers), tried by scoring the gold answer as if predicted, so that an annotation file
+    lacking them fails now rather than after the model has run."""
+    items = getattr(dataset, "items", None)
+    if items is None:
+        return
+    scorer = scorer_for(settings.data.scorer)
+    for item in items:
+        record = {"id": item["id"], "prediction": item["answer"], "answer": item["answer"]}
+        record.update(type=item["meta"].get("type"), meta=item["meta"])
+        try:
+            scorer.sample(record)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise DataError(
+                f"data={settings.data.name}: sample {item['id']!r} cannot be scored by "
+                f"data.scorer={settings.data.scorer} ({first_line(exc)}); check its annotations "
+                f"(data.dataset.annotations) and that data.scorer fits the benchmark"
+            ) from None
+
+
+def data_digest(dataset) -> str | None:
+    """What of a file-backed benchmark decides its predictions: each sample's id and question
+    and the identity (size, mtime) of its image file, or of the parquet files that hold images
+    inline. Gold answers are left out: they are re-read at scoring, so fixing them re-scores
+    without re-predicting. Generated datasets (no `items`) are decided by their config; a
+    dataset may define `fingerprint()` instead."""
+    if hasattr(dataset, "fingerprint"):
+        return dataset.fingerprint()
+    items = getattr(dataset, "items", None)
+    if items is None:
+        return None
+    digest = hashlib.sha256()
+    inline = False
+    for item in items:
+        digest.update(f"{item.get('id')}\0{item.get('question')}\0".encode())
+        bound = [
+            d
+            for d in (getattr(item.get("image"), "__defaults__", None) or ())
+            if isinstance(d, (str, Path))
+        ]  # a loader bound to a file: `lambda path=...:`
+        for path in bound:
+            digest.update(file_identity(Path(path)).encode())
+        inline = inline or not bound
+    root = getattr(dataset, "root", None)
+    if inline and root is not None:  # images in the rows: the files that hold them
+        for path in sorted(Path(root).rglob("*.parquet")):
+            digest.update(file_identity(path).encode())
+    return digest.hexdigest()[:12]
+
+
+def file_identity(path: Path) -> str:
+    try:
+        stat = path.stat()
+    except OSError:
+        return f"{path}:missing;"
+    return f"{path}:{stat.st_size}:{stat.st_mtime_ns};"
 
 
 def results_table(metrics: dict[str, float], settings) -> str:
@@ -45,9 +156,10 @@ def evaluate_and_log(
     return metrics
 
 
-def predictions_path(settings, extra: dict | None = None) -> Path:
+def predictions_path(settings, extra: dict | None = None, dataset=None) -> Path:
     """Where this config's predictions are written as they come (stable across restarts);
-    `extra` adds what else decides them (task=tune: the tuning that made the projector)."""
+    `extra` adds what else decides them (task=tune: the tuning that made the projector), and
+    `dataset` its files' digest (`data_digest`), so that changed data is predicted anew."""
     decisive = {
         "model": as_plain(settings.model),
         "compressor": settings.compressor,
@@ -60,6 +172,8 @@ def predictions_path(settings, extra: dict | None = None) -> Path:
         decisive.update(encoder=as_plain(settings.encoder), llm=as_plain(settings.llm))
     if str(settings.trainer.precision) != "32-true":  # autocast changes the numbers; the
         decisive["precision"] = str(settings.trainer.precision)  # default keeps older keys
+    if dataset is not None and (digest := data_digest(dataset)) is not None:
+        decisive["data_files"] = digest
     decisive.update(extra or {})
     name = f"{settings.data.name}-{settings.model.name}-{settings.compressor.get('name')}"
     name += f"-t{settings.tokens}-{config_key(decisive)}.jsonl"

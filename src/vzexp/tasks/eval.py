@@ -10,15 +10,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from hydra.utils import instantiate
-
 from vzexp.engine.trainer import seed_everything
 from vzexp.errors import ConfigError
 from vzexp.models.install import install
 from vzexp.models.load import build_compressor, load_model
 from vzexp.models.registry import FAMILIES
 from vzexp.tasks.base import Context, Task
-from vzexp.tasks.common import evaluate_and_log, predictions_path, projector_download
+from vzexp.tasks.common import (
+    evaluate_and_log,
+    load_dataset,
+    predictions_path,
+    projector_download,
+)
 
 log = logging.getLogger("vzexp")
 
@@ -51,13 +54,14 @@ class EvalTask(Task):
         if family is not None and family not in FAMILIES:
             raise ConfigError("model.family", family, f"null or one of {', '.join(FAMILIES)}")
         self.compressor = build_compressor(settings)  # an impossible budget fails here
+        self.dataset = load_dataset(settings)  # a wrong split or size, or bad files, fail here
 
     def run_name(self, settings) -> str:
         return f"{settings.compressor.get('name')}-t{settings.tokens}"
 
     def run(self, settings, context: Context) -> dict[str, float]:
         seed_everything(settings.seed)
-        dataset = instantiate(settings.data.dataset)
+        dataset = self.dataset
         words = dataset.vocabulary() if hasattr(dataset, "vocabulary") else []
         model, processor = load_model(settings, words, projector_download(settings))
         installed = install(model, self.compressor, layout=settings.model.layout)
@@ -68,7 +72,7 @@ class EvalTask(Task):
             installed,
             processor,
             dataset,
-            predictions_path(settings),
+            predictions_path(settings, dataset=dataset),
             context.tracker,
             context.out / self.predictions_file,
         )

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
-
 from vzexp.config import VzexpConfig, as_plain
 from vzexp.data.instruct import InstructDataset
 from vzexp.engine.feature_cache import FeatureCache, check_cacheable, check_tunable
@@ -31,7 +29,12 @@ from vzexp.models.projector import ARTIFACT_PATH, publish, save_projector
 from vzexp.paths import cache_dir
 from vzexp.runtime import rank
 from vzexp.tasks.base import Context
-from vzexp.tasks.common import evaluate_and_log, predictions_path, projector_download
+from vzexp.tasks.common import (
+    evaluate_and_log,
+    load_dataset,
+    predictions_path,
+    projector_download,
+)
 from vzexp.tasks.eval import EvalTask
 from vzexp.tasks.stages import compose_stages
 
@@ -199,7 +202,8 @@ def tune_and_evaluate(
     stages = stages or [settings]
     task = settings.task
     seed_everything(settings.seed)
-    eval_set = instantiate(settings.data.dataset)
+    eval_set = getattr(task, "dataset", None)  # loaded by prepare() before the run opened
+    eval_set = load_dataset(settings) if eval_set is None else eval_set
     words = eval_set.vocabulary() if hasattr(eval_set, "vocabulary") else []
     model, processor = load_model(settings, words, projector_download(settings))
     if model.config.model_type != "llava":
@@ -222,7 +226,7 @@ def tune_and_evaluate(
             installed,
             processor,
             eval_set,
-            predictions_path(settings),
+            predictions_path(settings, dataset=eval_set),
             tracker,
             out / "predictions.baseline.jsonl",
         )
@@ -273,7 +277,7 @@ def tune_and_evaluate(
     model.to(torch_dtype(str(settings.model.dtype)))
 
     installed = install(model, compressor)
-    tuned_predictions = predictions_path(settings, extra={"tuned": keys[-1]})
+    tuned_predictions = predictions_path(settings, {"tuned": keys[-1]}, eval_set)
     metrics.update(
         evaluate_and_log(
             settings,

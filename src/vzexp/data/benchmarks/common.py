@@ -144,7 +144,27 @@ def read_questions(path: Path) -> list[dict]:
             text = r["conversations"][0]["value"].replace("<image>", "").strip()
             rows.append({"question_id": r["id"], "image": r["image"], "text": text})
         return rows
-    return read_jsonl(path, key)
+    rows = read_jsonl(path, key)
+    for n, row in enumerate(rows, 1):
+        if problem := question_problem(row):
+            raise MissingPathError(
+                f"{key}={str(path)!r}: record {n} is not a question ({problem}); each line is "
+                "an object with question_id, image (a file name) and text"
+            )
+    return rows
+
+
+def question_problem(row) -> str | None:
+    """What makes a line of LLaVA's question file unusable, if anything."""
+    if not isinstance(row, dict):
+        return f"a JSON {type(row).__name__}, not an object"
+    for field in ("question_id", "image", "text"):
+        if field not in row:
+            return f"no {field!r}"
+    for field in ("image", "text"):
+        if not isinstance(row[field], str):
+            return f"{field}={row[field]!r}, not a string"
+    return None
 
 
 def gold_answer(gold: dict) -> tuple[str, list[str] | None, dict]:
