@@ -80,6 +80,8 @@ class NullRun:
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
     def set_tags(self, tags: dict[str, str]) -> None: ...
+    def log_params(self, params: dict[str, Any]) -> None: ...
+    def log_dataset(self, name: str, ids: list[str], **meta: Any) -> None: ...
 
 
 class MlflowRun:
@@ -96,6 +98,16 @@ class MlflowRun:
 
     def set_tags(self, tags: dict[str, str]) -> None:
         self._mlflow.set_tags(tags)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Params known only once the task runs (a key must not be logged twice)."""
+        self._mlflow.log_params({k: str(v)[:MAX_PARAM_CHARS] for k, v in params.items()})
+
+    def log_dataset(self, name: str, ids: list[str], **meta: Any) -> None:
+        """The evaluated samples as the run's input (the UI's Dataset column; see
+        `dataset_input`)."""
+        dataset, tags = dataset_input(name, ids, **meta)
+        self._mlflow.log_input(dataset, context="eval", tags=tags)
 
 
 DEFAULT_EXPERIMENT = "vzexp"
@@ -135,3 +147,40 @@ def tracked_run(
             mlflow.set_tag("vzexp.error", f"{type(exc).__name__}: {exc}"[:5000])
             mlflow.end_run(status="FAILED")
             raise
+
+
+def dataset_input(name: str, ids: list[str], **meta: Any):
+    """(MLflow dataset, input tags) for the samples `ids` of benchmark `name`: a MetaDataset
+    whose digest hashes the sample ids in order, so runs over the same questions share it and a
+    changed limit or split shows as another dataset; `meta` (split, limit, ...) goes to the
+    source and the input's tags."""
+    import hashlib
+
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+    described = {k: str(v) for k, v in meta.items() if v is not None}
+    source = CodeDatasetSource(tags={"benchmark": name, **described})
+    tags = {"samples": str(len(ids)), **described}
+    return MetaDataset(source=source, name=name, digest=digest), tags
+
+
+# the file in a sweep's directory that lists the keys the sweep varies (vzexp.sweep writes it)
+SWEEP_KEYS_FILE = ".vzexp_sweep_keys"
+
+
+def sweep_keys(sweep_dir: str | Path) -> list[str]:
+    """The config keys a sweep varies (one per line of SWEEP_KEYS_FILE); none outside a sweep."""
+    path = Path(sweep_dir) / SWEEP_KEYS_FILE
+    return path.read_text().split() if path.is_file() else []
+
+
+# metrics that time or size the run's own computation: a resumed run reports them over the
+# samples it computed only
+TIMING_SUFFIXES = ("_ms_per_sample", "_ms", "_s", "_seconds")
+TIMING_KEYS = ("selection_overhead", "peak_memory_mb", "dialogue_time_saved")
+
+
+def is_timing_metric(key: str) -> bool:
+    return key.endswith(TIMING_SUFFIXES) or key in TIMING_KEYS

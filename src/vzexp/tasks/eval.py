@@ -17,7 +17,7 @@ from vzexp.errors import ConfigError
 from vzexp.models.install import install
 from vzexp.models.load import build_compressor, load_model
 from vzexp.models.registry import FAMILIES
-from vzexp.tasks.base import Context, Task
+from vzexp.tasks.base import Context, Task, varying_overrides
 from vzexp.tasks.common import evaluate_and_log, predictions_path, projector_download
 
 log = logging.getLogger("vzexp")
@@ -53,7 +53,10 @@ class EvalTask(Task):
         self.compressor = build_compressor(settings)  # an impossible budget fails here
 
     def run_name(self, settings) -> str:
-        return f"{settings.compressor.get('name')}-t{settings.tokens}"
+        """`<strategy>-t<tokens>`, then in a sweep the job's values of the other keys it varies
+        (`visionzip-t24-merge_space=hidden-target_pick=similarity`): unique within the sweep."""
+        base = f"{settings.compressor.get('name')}-t{settings.tokens}"
+        return "-".join([base, *varying_overrides(skip=("tokens", "compressor"))])
 
     def run(self, settings, context: Context) -> dict[str, float]:
         seed_everything(settings.seed)
