@@ -137,7 +137,7 @@ class MlflowSweepParent(Callback):
         from mlflow.tracking import MlflowClient
 
         from vzexp.preflight import check_tracking_server
-        from vzexp.tracking import experiment_name, tracking_uri
+        from vzexp.tracking import experiment_name, tracking_uri, typed_command
 
         uri = tracking_uri(logger.get("tracking_uri"))
         check_tracking_server(uri)
@@ -150,7 +150,7 @@ class MlflowSweepParent(Callback):
         )
         self.experiment = name
         title = logger.get("run_name") or choices.get("experiment") or "sweep"
-        self.command = " ".join(["python -m vzexp", *sys.argv[1:]])
+        self.command = typed_command()
         parsed = dict(zip(sweep, varying_keys_mask(sweep)))
         self.grid = [o for o, varies in parsed.items() if varies]
         self.fixed = [o for o, varies in parsed.items() if not varies]

@@ -127,6 +127,7 @@ def tracked_run(
     run_name: str | None,
     uri: str | None,
     tags: dict[str, str] | None = None,
+    system_metrics: bool = False,
 ) -> Iterator[NullRun | MlflowRun]:
     if not enabled:
         yield NullRun()
@@ -135,10 +136,10 @@ def tracked_run(
 
     mlflow.set_tracking_uri(tracking_uri(uri))
     mlflow.set_experiment(experiment_name)
-    base_tags = {"vzexp.command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
+    base_tags = {"vzexp.command": typed_command()}
     if commit := git_commit():
         base_tags["mlflow.source.git.commit"] = commit
-    with mlflow.start_run(run_name=run_name) as run:
+    with mlflow.start_run(run_name=run_name, log_system_metrics=system_metrics) as run:
         mlflow.set_tags({**base_tags, **(tags or {})})
         mlflow.log_params(flatten(params))
         try:
@@ -184,3 +185,11 @@ TIMING_KEYS = ("selection_overhead", "peak_memory_mb", "dialogue_time_saved")
 
 def is_timing_metric(key: str) -> bool:
     return key.endswith(TIMING_SUFFIXES) or key in TIMING_KEYS
+
+
+def typed_command() -> str:
+    """The command line as typed: `python -m vzexp ...` rather than the path of __main__.py."""
+    program = Path(sys.argv[0])
+    if program.name == "__main__.py":
+        return " ".join(["python -m", program.parent.name, *sys.argv[1:]])
+    return " ".join([program.name, *sys.argv[1:]])
