@@ -70,7 +70,7 @@ def test_a_sweep_tells_its_story_and_a_rerun_is_marked_resumed(tmp_path, cli_env
         assert "vzexp.resumed" not in child.data.tags
         assert child.data.metrics["prefill_ms_per_sample"] > 0
         logged = {a.path for a in client.list_artifacts(child.info.run_id)}
-        assert "vzexp.log" in logged
+        assert "vzexp.log" in logged and "overlays" in logged
     digests = {c.inputs.dataset_inputs[0].dataset.digest for c in children}
     assert len(digests) == 1  # the same questions
 
@@ -86,6 +86,7 @@ def test_a_sweep_tells_its_story_and_a_rerun_is_marked_resumed(tmp_path, cli_env
         assert "accuracy" in child.data.metrics
         assert not any(k.endswith("_ms_per_sample") for k in child.data.metrics)
         assert "peak_memory_mb" not in child.data.metrics
+        assert client.list_artifacts(child.info.run_id, "overlays")  # drawn though resumed
 
     # one run over more samples: resumes four, times the two it computed
     single_run = [

@@ -44,6 +44,9 @@ def evaluate_and_log(
     split = settings.data.dataset.get("split") if settings.data.dataset else None
     tracker.log_dataset(settings.data.name, ids, split=split, limit=settings.data.limit)
     metrics = own_timing(metrics, records, earlier, settings.model.device, tracker)
+    count = getattr(settings.task, "overlays", 0)
+    if earlier and count and not any(overlays.glob("*.png")):  # no sample ran: draw them now
+        draw_overlays(installed, processor, dataset, count, overlays)
     if copy_to is not None:
         PredictionStore.write(copy_to, records)
     tracker.log_artifact(copy_to or predictions)
@@ -51,6 +54,30 @@ def evaluate_and_log(
         tracker.log_artifact(picture, artifact_path="overlays")
     print(results_table(metrics, settings), flush=True)
     return metrics
+
+
+def draw_overlays(installed, processor, dataset, count: int, directory: Path) -> None:
+    """The kept-token overlays of the first `count` samples, drawn by running them once more
+    through the model `installed` patched (one batch, one new token): a run that resumed every
+    prediction still shows what its strategy kept. Dialogue samples have none."""
+    import torch
+
+    from vzexp.engine.evaluate import Collator, Evaluator
+
+    samples = [dataset[i] for i in range(min(count, len(dataset)))]
+    batch = Collator(processor)(samples)
+    if batch["inputs"] is None:
+        return
+    model = installed.model
+    batch["inputs"] = {
+        k: v.to(model.device, model.dtype if v.is_floating_point() else v.dtype)
+        if isinstance(v, torch.Tensor)
+        else v
+        for k, v in batch["inputs"].items()
+    }
+    evaluator = Evaluator(installed, processor, 1, overlays=count, overlay_dir=directory)
+    with torch.no_grad():
+        evaluator.generate_step(batch, 0)
 
 
 def resumed_ids(predictions: Path, ids: list[str]) -> set[str]:
