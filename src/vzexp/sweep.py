@@ -137,7 +137,12 @@ class MlflowSweepParent(Callback):
         from mlflow.tracking import MlflowClient
 
         from vzexp.preflight import check_tracking_server
-        from vzexp.tracking import experiment_name, tracking_uri, typed_command
+        from vzexp.tracking import (
+            experiment_name,
+            mark_model_training,
+            tracking_uri,
+            typed_command,
+        )
 
         uri = tracking_uri(logger.get("tracking_uri"))
         check_tracking_server(uri)
@@ -148,6 +153,7 @@ class MlflowSweepParent(Callback):
         experiment_id = (
             experiment.experiment_id if experiment else self.client.create_experiment(name)
         )
+        mark_model_training(self.client, self.client.get_experiment(experiment_id))
         self.experiment = name
         title = logger.get("run_name") or choices.get("experiment") or "sweep"
         self.command = typed_command()

@@ -135,7 +135,7 @@ def tracked_run(
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri(uri))
-    mlflow.set_experiment(experiment_name)
+    mark_model_training(mlflow.MlflowClient(), mlflow.set_experiment(experiment_name))
     base_tags = {"vzexp.command": typed_command()}
     if commit := git_commit():
         base_tags["mlflow.source.git.commit"] = commit
@@ -193,3 +193,17 @@ def typed_command() -> str:
     if program.name == "__main__.py":
         return " ".join(["python -m", program.parent.name, *sys.argv[1:]])
     return " ".join([program.name, *sys.argv[1:]])
+
+
+# MLflow 3's UI opens an experiment of no recorded kind in its GenAI view and asks the user
+# which kind it is; this experiment tag records the answer "Model training" (runs table,
+# params, metrics), the view vzexp's runs are read in
+EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
+
+
+def mark_model_training(client, experiment) -> None:
+    """Record `experiment` as a model-training experiment unless a kind is recorded already
+    (a user's choice in the UI stands)."""
+    if EXPERIMENT_KIND not in (experiment.tags or {}):
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)

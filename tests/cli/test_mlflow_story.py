@@ -74,6 +74,13 @@ def test_a_sweep_tells_its_story_and_a_rerun_is_marked_resumed(tmp_path, cli_env
     digests = {c.inputs.dataset_inputs[0].dataset.digest for c in children}
     assert len(digests) == 1  # the same questions
 
+    # the UI opens the experiment as "Model training"; a kind the user picks instead stands
+    experiment = client.get_experiment_by_name("vzexp")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    client.set_experiment_tag(
+        experiment.experiment_id, "mlflow.experimentKind", "genai_development"
+    )
+
     # the same sweep again: every child resumes all four samples and times nothing
     proc = run_cli([*SWEEP, *SMALL], cli_env, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -87,6 +94,9 @@ def test_a_sweep_tells_its_story_and_a_rerun_is_marked_resumed(tmp_path, cli_env
         assert not any(k.endswith("_ms_per_sample") for k in child.data.metrics)
         assert "peak_memory_mb" not in child.data.metrics
         assert client.list_artifacts(child.info.run_id, "overlays")  # drawn though resumed
+
+    kind = client.get_experiment_by_name("vzexp").tags["mlflow.experimentKind"]
+    assert kind == "genai_development"
 
     # one run over more samples: resumes four, times the two it computed
     single_run = [
