@@ -139,7 +139,8 @@ def tracked_run(
     base_tags = {"vzexp.command": typed_command()}
     if commit := git_commit():
         base_tags["mlflow.source.git.commit"] = commit
-    with mlflow.start_run(run_name=run_name, log_system_metrics=system_metrics) as run:
+    # None leaves MLflow's own switch (MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING) in charge
+    with mlflow.start_run(run_name=run_name, log_system_metrics=system_metrics or None) as run:
         mlflow.set_tags({**base_tags, **(tags or {})})
         mlflow.log_params(flatten(params))
         try:
