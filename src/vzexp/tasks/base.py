@@ -47,6 +47,10 @@ class Task(ABC):
         """Do the task; returns its metrics (a sweeper reads its objectives from them)."""
 
 
+# Hydra's own sweeper: every job a distinct point of the grid
+GRID_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
 def short_keys(keys: list[str]) -> dict[str, str]:
     """Each key by its last dotted part (`compressor.merge_space` -> `merge_space`), or whole
     when two keys share that part."""
@@ -57,7 +61,9 @@ def short_keys(keys: list[str]) -> dict[str, str]:
 def varying_overrides(skip: tuple[str, ...] = ()) -> list[str]:
     """In a sweep, this job's `key=value` for each key the sweep varies (vzexp.sweep lists them
     in the sweep directory), in the order of the job's overrides, keys shortened by
-    `short_keys`; `skip`: keys the run's name states already. Empty outside a sweep."""
+    `short_keys`; `skip`: keys the run's name states already. A search sweeper (Optuna) may
+    try one point twice, so its trials also carry their number (`trial=3`). Empty outside a
+    sweep."""
     from hydra.core.hydra_config import HydraConfig
 
     from vzexp.tracking import sweep_keys
@@ -73,4 +79,6 @@ def varying_overrides(skip: tuple[str, ...] = ()) -> list[str]:
         key = key.lstrip("+~")
         if key in names:
             out.append(f"{names[key]}={value}")
+    if hc.sweeper.get("_target_") != GRID_SWEEPER:
+        out.append(f"trial={hc.job.num}")
     return out
