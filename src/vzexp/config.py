@@ -176,6 +176,7 @@ class LoggerConfig:
     tracking_uri: str | None = None
     experiment_name: str | None = None  # None: the +experiment name, else "vzexp"
     run_name: str | None = None
+    system_metrics: bool = False  # MLflow's CPU/GPU/memory metrics during the run (psutil)
 
     def __post_init__(self):
         if self.name not in ("mlflow", "none"):

@@ -52,7 +52,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     task.prepare(settings)
     out = output_dir()
     preflight(settings, out)
-    params = logged_params(cfg, settings)
+    params = task.logged_params(settings, logged_params(cfg, settings))
     if rank() == 0:  # `auto` as resolved for this machine, and what it reported (vzexp.hardware)
         m, t = settings.model, settings.trainer
         for key, value in announce(m.dtype.value, m.device, t.accelerator, t.precision).items():
@@ -65,6 +65,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         run_name=settings.logger.run_name or task.run_name(settings),
         uri=settings.logger.tracking_uri,
         tags=hydra_tags(parent_run_id),
+        system_metrics=settings.logger.system_metrics,
     ) as tracker:
         if rank() == 0:
             config_file = out / "resolved_config.yaml"

@@ -88,6 +88,8 @@ class NullRun:
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
     def set_tags(self, tags: dict[str, str]) -> None: ...
+    def log_params(self, params: dict[str, Any]) -> None: ...
+    def log_dataset(self, name: str, ids: list[str], **meta: Any) -> None: ...
 
 
 class MlflowRun:
@@ -104,6 +106,16 @@ class MlflowRun:
 
     def set_tags(self, tags: dict[str, str]) -> None:
         self._mlflow.set_tags(tags)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Params known only once the task runs (a key must not be logged twice)."""
+        self._mlflow.log_params({k: str(v)[:MAX_PARAM_CHARS] for k, v in params.items()})
+
+    def log_dataset(self, name: str, ids: list[str], **meta: Any) -> None:
+        """The evaluated samples as the run's input (the UI's Dataset column; see
+        `dataset_input`)."""
+        dataset, tags = dataset_input(name, ids, **meta)
+        self._mlflow.log_input(dataset, context="eval", tags=tags)
 
 
 DEFAULT_EXPERIMENT = "vzexp"
@@ -246,6 +258,7 @@ def tracked_run(
     run_name: str | None,
     uri: str | None,
     tags: dict[str, str] | None = None,
+    system_metrics: bool = False,
 ) -> Iterator[NullRun | MlflowRun]:
     if not enabled:
         yield NullRun()
@@ -255,15 +268,18 @@ def tracked_run(
     uri = tracking_uri(uri)
     client, experiment_id = open_store(uri, experiment_name)
     end_orphans(client, experiment_id)
+    mark_model_training(client, client.get_experiment(experiment_id))
     mlflow.set_tracking_uri(uri)
-    base_tags = {
-        "vzexp.command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        PROCESS_TAG: process_identity(),
-    }
+    base_tags = {"vzexp.command": typed_command(), PROCESS_TAG: process_identity()}
     if commit := git_commit():
         base_tags["mlflow.source.git.commit"] = commit
     try:
-        run = mlflow.start_run(run_name=run_name, experiment_id=experiment_id)
+        # None leaves MLflow's own switch (MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING) in charge
+        run = mlflow.start_run(
+            run_name=run_name,
+            experiment_id=experiment_id,
+            log_system_metrics=system_metrics or None,
+        )
     except Exception as exc:  # e.g. a read-only database file
         raise store_error(uri, exc) from None
     with run:
@@ -278,3 +294,62 @@ def tracked_run(
             finally:  # the run is ended even when the store refuses the tag
                 mlflow.end_run(status="KILLED" if killed else "FAILED")
             raise
+
+
+def dataset_input(name: str, ids: list[str], **meta: Any):
+    """(MLflow dataset, input tags) for the samples `ids` of benchmark `name`: a MetaDataset
+    whose digest hashes the sample ids in order, so runs over the same questions share it and a
+    changed limit or split shows as another dataset; `meta` (split, limit, ...) goes to the
+    source and the input's tags."""
+    import hashlib
+
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+    described = {k: str(v) for k, v in meta.items() if v is not None}
+    source = CodeDatasetSource(tags={"benchmark": name, **described})
+    tags = {"samples": str(len(ids)), **described}
+    return MetaDataset(source=source, name=name, digest=digest), tags
+
+
+# the file in a sweep's directory that lists the keys the sweep varies (vzexp.sweep writes it)
+SWEEP_KEYS_FILE = ".vzexp_sweep_keys"
+
+
+def sweep_keys(sweep_dir: str | Path) -> list[str]:
+    """The config keys a sweep varies (one per line of SWEEP_KEYS_FILE); none outside a sweep."""
+    path = Path(sweep_dir) / SWEEP_KEYS_FILE
+    return path.read_text().split() if path.is_file() else []
+
+
+# metrics that time or size the run's own computation: a resumed run reports them over the
+# samples it computed only
+TIMING_SUFFIXES = ("_ms_per_sample", "_ms", "_s", "_seconds")
+TIMING_KEYS = ("selection_overhead", "peak_memory_mb", "dialogue_time_saved")
+
+
+def is_timing_metric(key: str) -> bool:
+    return key.endswith(TIMING_SUFFIXES) or key in TIMING_KEYS
+
+
+def typed_command() -> str:
+    """The command line as typed: `python -m vzexp ...` rather than the path of __main__.py."""
+    program = Path(sys.argv[0])
+    if program.name == "__main__.py":
+        return " ".join(["python -m", program.parent.name, *sys.argv[1:]])
+    return " ".join([program.name, *sys.argv[1:]])
+
+
+# MLflow 3's UI opens an experiment of no recorded kind in its GenAI view and asks the user
+# which kind it is; this experiment tag records the answer "Model training" (runs table,
+# params, metrics), the view vzexp's runs are read in
+EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
+
+
+def mark_model_training(client, experiment) -> None:
+    """Record `experiment` as a model-training experiment unless a kind is recorded already
+    (a user's choice in the UI stands)."""
+    if EXPERIMENT_KIND not in (experiment.tags or {}):
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)

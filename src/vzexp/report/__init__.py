@@ -33,7 +33,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from vzexp.atomic import atomic_path
-from vzexp.tracking import is_sweep_parent, tracking_uri
+from vzexp.tracking import DEFAULT_EXPERIMENT, is_sweep_parent, tracking_uri
 
 FIELDS = [
     "benchmark",
@@ -105,6 +105,25 @@ def with_variants(rows: list[dict]) -> list[dict]:
         own = sorted(o for o in r["overrides"] if o not in common and not o.startswith(AXES))
         r["variant"] = " ".join([r["strategy"], *(o.removeprefix("compressor.") for o in own)])
     return rows
+
+
+# decimals kept in report.csv: timings and token counts are noisy beyond these
+ROUNDING = {
+    "prefill_ms_per_sample": 2,
+    "selection_overhead": 4,
+    "visual_tokens": 2,
+    "visual_tokens_llm": 2,
+    "percent_of_full": 2,
+}
+
+
+def rounded(row: dict) -> dict:
+    """A report row with its timing and token figures rounded (ROUNDING)."""
+    out = dict(row)
+    for key, places in ROUNDING.items():
+        if isinstance(out.get(key), float):
+            out[key] = round(out[key], places)
+    return out
 
 
 def with_percentages(rows: list[dict], reference: list[dict] = ()) -> list[dict]:
@@ -184,7 +203,29 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+# up to 20 series, each its own colour (tab20) and marker
+MARKERS = "osD^v<>pPX*hH8dso^Dv"
+
+
+def series_style(i: int) -> dict:
+    import matplotlib
+
+    return {"color": matplotlib.colormaps["tab20"](i % 20), "marker": MARKERS[i % len(MARKERS)]}
+
+
+def plot_title(benchmark: str, model: str, group: list[dict]) -> str:
+    """`benchmark / model, N samples` (the samples each run scored; a range when they differ)."""
+    counts = sorted({int(r["metrics"]["samples"]) for r in group if "samples" in r["metrics"]})
+    if not counts:
+        return f"{benchmark} / {model}"
+    samples = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"{benchmark} / {model}, {samples} samples"
+
+
 def plot(rows: list[dict], path: Path) -> None:
+    """Per benchmark and model: accuracy against the visual tokens the LLM sees, one line per
+    variant; a bar per variant instead when the sweep has one budget (its variants would stack
+    at one x)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -193,46 +234,68 @@ def plot(rows: list[dict], path: Path) -> None:
     groups = defaultdict(list)
     for r in rows:
         groups[(r["benchmark"], r["model"])].append(r)
-    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(groups), figsize=(7 * len(groups), 5), squeeze=False)
     for ax, ((benchmark, model), group) in zip(axes[0], sorted(groups.items())):
-        for variant in sorted(
-            {r["variant"] for r in group if r["strategy"] != "none"}, key=natural
-        ):
-            by_budget = defaultdict(list)
-            for r in group:
-                if r["variant"] == variant:
-                    by_budget[r["budget"]].append(r)
-            points = sorted(
-                (
-                    sum(x["visual_tokens_llm"] for x in rs) / len(rs),
-                    sum(x["accuracy"] for x in rs) / len(rs),
-                )
-                for rs in by_budget.values()
-            )
-            ax.plot(*zip(*points), marker="o", label=variant)
+        compressed = [r for r in group if r["strategy"] != "none"]
+        variants = sorted({r["variant"] for r in compressed}, key=natural)
+        budgets = {r["budget"] for r in compressed}
         full = [r["accuracy"] for r in group if r["strategy"] == "none"]
-        if full:
-            ax.axhline(sum(full) / len(full), color="black", linestyle="--", label="all tokens")
-        ax.set(title=f"{benchmark} / {model}", xlabel="visual tokens seen by the LLM (mean)")
-        ax.set_ylabel("accuracy")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if len(budgets) == 1:
+            means = [
+                sum(r["accuracy"] for r in compressed if r["variant"] == v)
+                / sum(1 for r in compressed if r["variant"] == v)
+                for v in variants
+            ]
+            colours = [series_style(i)["color"] for i in range(len(variants))]
+            ax.barh(range(len(variants)), means, color=colours)
+            ax.set_yticks(range(len(variants)), variants, fontsize=8)
+            ax.invert_yaxis()
+            ax.set_xlabel(f"accuracy at {budgets.pop()} tokens")
+            if full:
+                ax.axvline(sum(full) / len(full), color="black", linestyle="--", label="all tokens")
+                ax.legend(fontsize=8)
+            ax.grid(alpha=0.3, axis="x")
+        else:
+            for i, variant in enumerate(variants):
+                by_budget = defaultdict(list)
+                for r in compressed:
+                    if r["variant"] == variant:
+                        by_budget[r["budget"]].append(r)
+                points = sorted(
+                    (
+                        sum(x["visual_tokens_llm"] for x in rs) / len(rs),
+                        sum(x["accuracy"] for x in rs) / len(rs),
+                    )
+                    for rs in by_budget.values()
+                )
+                ax.plot(*zip(*points), label=variant, **series_style(i))
+            if full:
+                ax.axhline(sum(full) / len(full), color="black", linestyle="--", label="all tokens")
+            ax.set(xlabel="visual tokens seen by the LLM (mean)", ylabel="accuracy")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8, ncol=2 if len(variants) > 10 else 1)
+        ax.set_title(plot_title(benchmark, model, group))
     fig.tight_layout()
     fig.savefig(path, dpi=120, format="png")  # the path may be a temporary name
     plt.close(fig)
 
 
-def latest_parent(client, experiment_name: str) -> str | None:
-    experiment = client.get_experiment_by_name(experiment_name)
-    parents = [
-        r
-        for r in client.search_runs(
-            [experiment.experiment_id] if experiment else [],
-            order_by=["attributes.start_time DESC"],
-        )
-        if is_sweep_parent(r)
-    ]
-    return parents[0].info.run_id if parents else None
+def latest_parent(client, experiment_name: str | None):
+    """The newest sweep parent run, in `experiment_name` or, when None, in every experiment."""
+    if experiment_name is None:
+        ids = [e.experiment_id for e in client.search_experiments()]
+    else:
+        experiment = client.get_experiment_by_name(experiment_name)
+        ids = [experiment.experiment_id] if experiment else []
+    if not ids:
+        return None
+    found = client.search_runs(
+        ids,
+        filter_string="tags.`vzexp.sweep` = 'parent'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return found[0] if found else None
 
 
 def cell_key(r: dict) -> tuple:
@@ -285,8 +348,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m vzexp.report", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--experiment", default="vzexp", help="MLflow experiment name")
-    parser.add_argument("--parent", default=None, help="a sweep's parent run id, or 'latest'")
+    parser.add_argument(
+        "--experiment",
+        default=None,
+        help="MLflow experiment name (default: the parent's; without --parent: vzexp)",
+    )
+    parser.add_argument(
+        "--parent",
+        default=None,
+        help="a sweep's parent run id, or 'latest': the newest sweep (of --experiment, else of "
+        "every experiment)",
+    )
     parser.add_argument("--uri", default=None, help="tracking URI (default: as vzexp runs)")
     parser.add_argument("--out", default="report", help="output directory")
     parser.add_argument(
@@ -345,13 +417,22 @@ def report(args) -> int:
 
     client = MlflowClient(tracking_uri(args.uri))
     parent = args.parent
-    if parent == "latest":
-        parent = latest_parent(client, args.experiment)
-        if parent is None:
-            print(
-                "vzexp.report: error: --parent=latest: no sweep in this experiment", file=sys.stderr
-            )
+    if parent:  # the parent's own experiment; latest: the newest sweep of any experiment
+        run = latest_parent(client, args.experiment) if parent == "latest" else None
+        if parent != "latest":
+            run = client.get_run(parent)
+        if run is None:
+            where = f"experiment {args.experiment!r}" if args.experiment else "any experiment"
+            print(f"vzexp.report: error: --parent=latest: no sweep in {where}", file=sys.stderr)
             return 2
+        parent = run.info.run_id
+        args.experiment = client.get_experiment(run.info.experiment_id).name
+        print(
+            f"vzexp.report: sweep {run.info.run_name!r} (parent run {parent}) "
+            f"in experiment {args.experiment!r}",
+            flush=True,
+        )
+    args.experiment = args.experiment or DEFAULT_EXPERIMENT
     reference = job_rows(client, args.full_from, None) if args.full_from else []
     rows = job_rows(client, args.experiment, parent)
     if args.compare and parent:
@@ -372,7 +453,7 @@ def report(args) -> int:
     with atomic_path(out / "report.csv") as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(rounded(r) for r in rows)
     with atomic_path(out / "accuracy_vs_tokens.png") as tmp:
         plot(rows, tmp)
     if parent:

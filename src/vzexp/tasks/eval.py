@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from vzexp.engine.trainer import seed_everything
 from vzexp.errors import ConfigError
 from vzexp.models.install import install
-from vzexp.models.load import build_compressor, load_model
+from vzexp.models.load import build_compressor, load_model, tower_shape
 from vzexp.models.registry import FAMILIES
-from vzexp.tasks.base import Context, Task
+from vzexp.tasks.base import Context, Task, varying_overrides
 from vzexp.tasks.common import (
     evaluate_and_log,
     load_dataset,
+    log_job_log,
     predictions_path,
     projector_download,
 )
@@ -56,8 +57,25 @@ class EvalTask(Task):
         self.compressor = build_compressor(settings)  # an impossible budget fails here
         self.dataset = load_dataset(settings)  # a wrong split or size, or bad files, fail here
 
+    def logged_params(self, settings, params: dict) -> dict:
+        """The strategy's split of the budget as it resolves for this tower (VisionZip's
+        dominant/contextual, null in the config when `tokens` decides them), and no
+        `model.tokens` beside a `tokens` that overrides it (it would read as the budget)."""
+        split = getattr(self.compressor, "split", None)
+        shape = tower_shape(settings) if split is not None else None
+        if shape is not None and shape.num_patches is not None:
+            dominant, contextual = split(shape.num_patches, shape.has_cls)
+            params.get("compressor", {}).update(dominant=dominant, contextual=contextual)
+        model = params.get("model", {})
+        if "tokens" in model and model["tokens"] != params.get("tokens"):
+            del model["tokens"]
+        return params
+
     def run_name(self, settings) -> str:
-        return f"{settings.compressor.get('name')}-t{settings.tokens}"
+        """`<strategy>-t<tokens>`, then in a sweep the job's values of the other keys it varies
+        (`visionzip-t24-merge_space=hidden-target_pick=similarity`): unique within the sweep."""
+        base = f"{settings.compressor.get('name')}-t{settings.tokens}"
+        return "-".join([base, *varying_overrides(skip=("tokens", "compressor"))])
 
     def run(self, settings, context: Context) -> dict[str, float]:
         seed_everything(settings.seed)
@@ -77,4 +95,5 @@ class EvalTask(Task):
             context.out / self.predictions_file,
         )
         context.tracker.log_metrics(metrics)
+        log_job_log(context.tracker, context.out)
         return metrics
