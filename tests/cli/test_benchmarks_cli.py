@@ -103,27 +103,23 @@ def test_on_bad_image_skip_records_counts_and_scores_the_rest(tmp_path, cli_env)
 
 
 def test_score_task_rescores_scienceqa_with_llavas_rule(tmp_path, cli_env):
-    # eval_science_qa.py reads a letter from "B" and "The answer is B." only: a sentence with
-    # nothing after the letter and a letter followed by a newline are FAILED there
-    outputs = ["B", "The answer is B", "B\nIt barks.", "The answer is B."]
+    # eval_science_qa.py reads "The answer is A." but not a sentence with nothing after the
+    # letter, which a more lenient rule accepted: re-scoring an old file applies the upstream
+    # rule to it, against the benchmark's own gold answers (A for sample 0, B for sample 1)
+    root = fixtures(tmp_path / "data")["scienceqa"]
+    outputs = ["The answer is A.", "The answer is B"]
     records = [
-        {
-            "id": str(k),
-            "prediction": output,
-            "answer": "B",
-            "meta": {"options": ["cat", "dog", "bird"]},
-            "visual_tokens": 4,
-        }
+        {"id": str(k), "prediction": output, "answer": "", "visual_tokens": 4}
         for k, output in enumerate(outputs)
     ]
     path = tmp_path / "old_predictions.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    args = ["task=score", "data=scienceqa", f"task.predictions={path}", "logger=none"]
-    proc = run_cli(args, cli_env, tmp_path)
+    args = ["task=score", "data=scienceqa", f"data.root={root}", f"task.predictions={path}"]
+    proc = run_cli([*args, "logger=none"], cli_env, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (rescored,) = tmp_path.rglob("predictions.rescored.jsonl")
     scored = [json.loads(line) for line in rescored.read_text().splitlines()]
-    assert [r["correct"] for r in scored] == [1.0, 0.0, 0.0, 1.0]
+    assert [(r["answer"], r["correct"]) for r in scored] == [("A", 1.0), ("B", 0.0)]
     assert any(
         line.split() == ["|", "accuracy", "|", "0.5", "|"] for line in proc.stdout.splitlines()
     )
