@@ -18,8 +18,28 @@ from typing import Any
 
 import torch
 
+from vzexp.compress.none import NoCompression
+from vzexp.config import as_plain
+from vzexp.data.shapes import COLORS, SHAPES, ShapesQA, ShapesScenes
 from vzexp.engine.trainer import make_trainer, seed_everything
 from vzexp.engine.training import EpochSetter, StepModule
+from vzexp.models.build import assemble
+from vzexp.models.install import install
+from vzexp.paths import resource_dir
+from vzexp.recipes.tiny_shapes.budget_batches import BudgetBatches
+from vzexp.recipes.tiny_shapes.data import (
+    CAPTION_PROMPT,
+    Collate,
+    Conversations,
+    RenderedScenes,
+    TowerTargets,
+)
+from vzexp.recipes.tiny_shapes.mimetic_init import mimetic_init_clip_tower
+from vzexp.recipes.tiny_shapes.objectives import (
+    LlavaStage,
+    TowerPretrainer,
+    budget_compressors,
+)
 
 log = logging.getLogger("vzexp")
 CARD = "README.md"
@@ -31,13 +51,6 @@ def build_tiny(settings, tracker, out: Path, predict) -> dict[str, float]:
     the stages' metrics go to `tracker`'s run; `predict(installed, processor, dataset, path)` is the
     task layer's evaluation. `task.install` copies the result into the package (the shipped
     `model=tiny_shapes`)."""
-    from vzexp.compress.none import NoCompression
-    from vzexp.config import as_plain
-    from vzexp.data.shapes import ShapesQA, ShapesScenes
-    from vzexp.models.build import assemble
-    from vzexp.models.install import install
-    from vzexp.recipes.tiny_shapes.data import CAPTION_PROMPT, RenderedScenes
-
     task = settings.task
     seed_everything(settings.seed)
     image_size = settings.encoder.config["image_size"]
@@ -84,15 +97,6 @@ def build_tiny(settings, tracker, out: Path, predict) -> dict[str, float]:
 def train_stages(settings, model, processor, scenes, tracker=None) -> dict[str, float]:
     """Runs the four stages in order; returns seconds per stage. With a tracker that logs, each
     stage's metrics (`tower/loss`, `instruct/loss`, ...) go into its run."""
-    from vzexp.data.shapes import COLORS, SHAPES
-    from vzexp.recipes.tiny_shapes.data import Collate, Conversations, TowerTargets
-    from vzexp.recipes.tiny_shapes.mimetic_init import mimetic_init_clip_tower
-    from vzexp.recipes.tiny_shapes.objectives import (
-        LlavaStage,
-        TowerPretrainer,
-        budget_compressors,
-    )
-
     task = settings.task
     image = processor.image_processor
     collate = Collate(processor.tokenizer.pad_token_id, image.image_mean, image.image_std)
@@ -175,8 +179,6 @@ def _loader(dataset, batch_size: int, collate, seed: int, budget_fraction=0.0, b
     from torch.utils.data import DataLoader
 
     if budget_fraction > 0:
-        from vzexp.recipes.tiny_shapes.budget_batches import BudgetBatches
-
         batches = BudgetBatches(len(dataset), batch_size, budget_fraction, budgets, seed)
         return DataLoader(dataset, batch_sampler=batches, collate_fn=collate)
     generator = torch.Generator().manual_seed(seed)  # same order on every rebuild
@@ -259,8 +261,6 @@ Measured by the recipe run itself, right after training.
 
 
 def install_into_package(source: Path) -> Path:
-    from vzexp.paths import resource_dir
-
     target = resource_dir() / source.name  # task.output: tiny_shapes, tiny_shapes_budget
     if target.exists():
         shutil.rmtree(target)
