@@ -99,6 +99,10 @@ class ModelConfig:
     # multi-view families (LLaVA-NeXT/OneVision): how kept tokens are laid out, reference (as
     # VisionZip does) or newline (the model's unpadded rows with image-newline tokens)
     layout: str = "reference"
+    # LLaVA-1.5's `image_aspect_ratio=pad`, the rule of its evaluation: each image centred on a
+    # square of the processor's mean colour before it is resized; false: resized and
+    # centre-cropped; null: the processor's own setting
+    image_pad: bool | None = None
 
     def __post_init__(self):
         if self.kind == ModelKind.checkpoint and not self.path:

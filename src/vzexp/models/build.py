@@ -247,3 +247,29 @@ def make_processor(
         chat_template=tokenizer.chat_template or CHAT_TEMPLATE,
         num_additional_image_tokens=int(has_cls),
     )
+
+
+def set_image_pad(processor, pad: bool | None) -> None:
+    """model.image_pad on a LLaVA-1.5 processor: transformers' `do_pad` of its LLaVA image
+    processor is LLaVA's expand2square (the image centred on a square filled with the mean
+    colour, then resized and cropped as before). A CLIP image processor (what many llava-hf
+    checkpoints name) becomes the LLaVA one with the same settings, which is CLIP's plus that
+    rule. None keeps the processor's own setting; other processors have no such rule
+    (LLaVA-NeXT's `do_pad` pads crops to a batch, not an image to a square)."""
+    if pad is None:
+        return
+    image_processor = getattr(processor, "image_processor", processor)
+    kind = type(image_processor).__name__
+    if kind.startswith("CLIPImageProcessor") and processor is not image_processor:
+        from transformers import LlavaImageProcessorPil
+
+        image_processor = LlavaImageProcessorPil.from_dict(image_processor.to_dict())
+        processor.image_processor = image_processor
+    elif not kind.startswith("LlavaImageProcessor"):
+        raise ConfigError(
+            "model.image_pad",
+            pad,
+            f"null for this model: its image processor ({kind}) has no pad-to-square "
+            "(LLaVA-1.5's processors have)",
+        )
+    image_processor.do_pad = pad

@@ -74,7 +74,7 @@ def load_model(settings: VzexpConfig, words: list[str], download: Download | Non
     """(model, processor) of the settings' `model`; `words`: the vocabulary of an assembled
     model's word-level tokenizer. `download(run_id, artifact_path) -> local directory` resolves
     a `model.projector` given as an MLflow run id (vzexp.tracking.download_artifacts)."""
-    from vzexp.models.build import assemble, load_checkpoint
+    from vzexp.models.build import assemble, load_checkpoint, set_image_pad
 
     m = settings.model
     if m.kind == "checkpoint":
@@ -94,6 +94,7 @@ def load_model(settings: VzexpConfig, words: list[str], download: Download | Non
             attn_implementation=m.attn_implementation.value,
             seed=settings.seed,
         )
+    set_image_pad(processor, m.image_pad)
     if m.projector:
         from vzexp.models.projector import load_projector
 
