@@ -2,12 +2,13 @@
 predict loop over them with predictions written to disk per batch, and the merged records scored
 by the benchmark's scorer.
 
-    records, metrics = evaluate(settings, installed, processor, dataset, predictions_path)
+    result = evaluate(settings, installed, processor, dataset, predictions_path)
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch.utils.data import Subset
@@ -53,12 +54,23 @@ def pending(store: PredictionStore, ids: list[str], resume: bool, rank: int) -> 
     return todo
 
 
+@dataclass
+class Evaluation:
+    """What an evaluation gives rank 0: the records in sample order, the metrics, the ids of
+    the samples evaluated and those taken from an earlier run's predictions (resumed)."""
+
+    records: list[dict]
+    metrics: dict[str, float]
+    ids: list[str]
+    resumed: set[str]
+
+
 def evaluate(
     settings, installed, processor, dataset, predictions: Path, overlay_dir: Path | None = None
-) -> tuple[list[dict], dict[str, float]]:
+) -> Evaluation | None:
     """Predict every sample of `dataset` (up to data.limit) not yet in the predictions file with
     the model `installed` patched (its vzexp.models.install handle), then merge and score.
-    Returns (records, metrics) on rank 0 and ([], {}) on the others."""
+    Returns the Evaluation on rank 0 and None on the others."""
     store = PredictionStore(predictions)
     task, data = settings.task, settings.data
     ids = sample_ids(dataset, data.limit)
@@ -90,9 +102,10 @@ def evaluate(
         # every rank's part file is complete before rank 0 merges them (DDP)
         trainer.strategy.barrier("vzexp-predictions-written")
     if trainer.global_rank != 0:
-        return [], {}
+        return None
     records = refresh_gold(store.merge(ids), dataset, scorer)
-    return records, summarize(records, settings.model.device, scorer)
+    resumed = set(ids) - {ids[i] for i in todo}
+    return Evaluation(records, summarize(records, settings.model.device, scorer), ids, resumed)
 
 
 def gold(dataset, i: int) -> dict:

@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 
 from vzexp.config import ModelKind, as_plain
 from vzexp.data.scoring import scorer_for
-from vzexp.engine.eval_loop import evaluate, sample_ids
+from vzexp.engine.eval_loop import evaluate
 from vzexp.engine.evaluate import summarize
 from vzexp.engine.predictions import PredictionStore, config_key
 from vzexp.errors import VzexpError, first_line
@@ -146,11 +146,10 @@ def evaluate_and_log(
     effective sample count and the dataset as the run's input, and print the results table.
     Timing metrics cover the samples computed in this run only (`own_timing`)."""
     overlays = output_dir() / "overlays"
-    ids = sample_ids(dataset, settings.data.limit)
-    earlier = resumed_ids(predictions, ids) if getattr(settings.task, "resume", False) else set()
-    records, metrics = evaluate(settings, installed, processor, dataset, predictions, overlays)
-    if not metrics:  # another rank: rank 0 reports
+    result = evaluate(settings, installed, processor, dataset, predictions, overlays)
+    if result is None:  # another rank: rank 0 reports
         return {}
+    records, metrics, ids, earlier = result.records, result.metrics, result.ids, result.resumed
     tracker.log_params({"data.samples": len(ids)})
     split = settings.data.dataset.get("split") if settings.data.dataset else None
     tracker.log_dataset(settings.data.name, ids, split=split, limit=settings.data.limit)
@@ -189,13 +188,6 @@ def draw_overlays(installed, processor, dataset, count: int, directory: Path) ->
     evaluator = Evaluator(installed, processor, 1, overlays=count, overlay_dir=directory)
     with torch.no_grad():
         evaluator.generate_step(batch, 0)
-
-
-def resumed_ids(predictions: Path, ids: list[str]) -> set[str]:
-    """The samples of `ids` already predicted in `predictions` by an earlier run (those skipped
-    for a bad image are tried again, so they are not among them)."""
-    done = PredictionStore(predictions).done()
-    return {i for i in ids if i in done and not done[i].get("skipped")}
 
 
 def own_timing(metrics: dict, records: list[dict], earlier: set[str], device: str, tracker):
