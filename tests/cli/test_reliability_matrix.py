@@ -111,8 +111,12 @@ def test_sigkill_then_rerun_ends_the_orphan_killed_and_finishes(tmp_path, cli_en
 
 
 def test_sigterm_before_the_first_batch_ends_the_run_killed(tmp_path, cli_env):
-    """Outside the loop (the dataset or model loading) the signal stops the run at once."""
-    proc = start([*FAST, "task.overlays=0"], cli_env, tmp_path)
+    """Outside the loop (the dataset or model loading) the signal stops the run at once. The
+    tiny model can load and reach its first batch between two polls of the store, so the
+    signal lands before the loop (nothing predicted) or in its first batch (that batch
+    written, then the stop): either way far short of the 40 samples."""
+    args = ["data.limit=40", "task.max_new_tokens=1", "data.batch_size=2", "task.overlays=0"]
+    proc = start(args, cli_env, tmp_path)
     deadline = time.monotonic() + 240
     while True:  # the run is open: what follows is the model loading
         assert proc.poll() is None and time.monotonic() < deadline
@@ -127,7 +131,7 @@ def test_sigterm_before_the_first_batch_ends_the_run_killed(tmp_path, cli_env):
     assert "Traceback" not in stderr
     [line] = vzexp_lines(stderr)
     assert "stopped by SIGTERM" in line
-    assert predicted_lines(tmp_path) == 0
+    assert predicted_lines(tmp_path) in (0, 2)
     assert statuses(cli_env) == ["KILLED"]
 
 
