@@ -10,6 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Glob
 from omegaconf import OmegaConf, open_dict
 
 from vzexp.config import register_configs, validate
@@ -34,9 +35,11 @@ def leaves(node: dict, prefix: str = "") -> dict[str, object]:
 
 
 def swept_values(key: str, value: str) -> list[str] | None:
-    """The values a sweep gives `key` (Hydra's sweep syntax: a,b or choice(a,b)); None for a
-    range (interval)."""
+    """The values a sweep gives `key` (Hydra's sweep syntax: a,b, choice(a,b) or, for a config
+    group, glob(*) over its options); None for a range (interval)."""
     override = OverridesParser.create().parse_override(f"{key}={value}")
+    if isinstance(override.value(), Glob):
+        return override.value().filter(options(key))
     if override.is_choice_sweep():
         return list(override.sweep_string_iterator())
     return None

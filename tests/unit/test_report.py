@@ -9,8 +9,9 @@ from vzexp.report import markdown, with_percentages, with_variants
 from vzexp.tracking import experiment_name
 
 
-def row(strategy, accuracy, overrides, budget=24, benchmark="shapes"):
+def row(strategy, accuracy, overrides, budget=24, benchmark="shapes", data_seed=""):
     return {
+        "data_seed": data_seed,
         "benchmark": benchmark,
         "model": "tiny_shapes",
         "strategy": strategy,
@@ -45,8 +46,26 @@ def test_seeds_and_the_table_axes_are_averaged_not_split_into_rows():
     assert {r["variant"] for r in rows} == {"random", "none"}
     table = markdown(with_percentages(rows))
     # mean 0.45 of 0.80 = 56.25%, over 2 runs
-    assert "| random | 0.450 (56.2%) [2 runs] |" in table
+    assert "| random | 0.450 ± 0.071 (56.2%) [2 runs] |" in table
     assert "| all 196 tokens | 0.800 (100%) |" in table
+
+
+def test_a_full_token_run_repeated_per_budget_counts_once_per_seed():
+    # `-m compressor=none,visionzip tokens=12,24 seed=0,1`: `none` ignores tokens, so its four
+    # jobs are two measurements (seeds 0 and 1), not four
+    rows = [
+        row("none", acc, f"compressor=none tokens={b} seed={seed}", budget=b)
+        for b in (12, 24)
+        for seed, acc in ((0, 0.80), (1, 0.70))
+    ]
+    rows += [
+        row("visionzip", 0.60, f"compressor=visionzip tokens={b} seed=0", budget=b)
+        for b in (12, 24)
+    ]
+    table = markdown(with_percentages(with_variants(rows)))
+    # mean 0.75, sample std of (0.80, 0.70) = 0.0707
+    assert "| all 196 tokens | 0.750 ± 0.071 (100%) [2 runs] | |" in table
+    assert "| visionzip | 0.600 (80.0%) | 0.600 (80.0%) |" in table
 
 
 def test_the_all_tokens_reference_can_come_from_another_experiment():

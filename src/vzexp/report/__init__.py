@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import re
+import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -42,6 +43,7 @@ FIELDS = [
     "variant",
     "tokens",
     "seed",
+    "data_seed",
     "accuracy",
     "percent_of_full",
     "visual_tokens",
@@ -74,6 +76,7 @@ def job_rows(client, experiment_name: str, parent: str | None) -> list[dict]:
                 "strategy": p.get("compressor.name", "?"),
                 "tokens": int(m.get("visual_tokens", 0)),
                 "seed": p.get("compressor.seed", ""),
+                "data_seed": p.get("data.dataset.seed", ""),
                 "accuracy": m["accuracy"],
                 "visual_tokens": m.get("visual_tokens"),
                 "visual_tokens_llm": m.get("visual_tokens_llm", m.get("visual_tokens")),
@@ -127,18 +130,21 @@ def rounded(row: dict) -> dict:
 
 
 def with_percentages(rows: list[dict], reference: list[dict] = ()) -> list[dict]:
-    """% of the full-token accuracy of the same benchmark and model (mean over its runs), from the
-    `compressor=none` runs among `rows`, else among `reference` (another experiment's runs)."""
+    """% of the full-token accuracy of the same benchmark and model, from the `compressor=none`
+    runs among `rows`, else among `reference` (another experiment's runs): the mean of those on the
+    same data sample (`data.dataset.seed`, for generated benchmarks) where there are some, else of
+    all of them."""
     full = defaultdict(list)
     own = {(r["benchmark"], r["model"]) for r in rows if r["strategy"] == "none"}
     borrowed = [r for r in reference if (r["benchmark"], r["model"]) not in own]
     rows = rows + [r for r in borrowed if r["strategy"] == "none"]
+    for r in distinct_full_runs(rows):
+        full[(r["benchmark"], r["model"])].append(r["accuracy"])
+        full[(r["benchmark"], r["model"], r.get("data_seed", ""))].append(r["accuracy"])
     for r in rows:
-        if r["strategy"] == "none":
-            full[(r["benchmark"], r["model"])].append(r["accuracy"])
-    for r in rows:
-        reference = full.get((r["benchmark"], r["model"]))
-        mean = sum(reference) / len(reference) if reference else None
+        same = full.get((r["benchmark"], r["model"], r.get("data_seed", "")))
+        reference = same or full.get((r["benchmark"], r["model"]))
+        mean = statistics.fmean(reference) if reference else None
         r["percent_of_full"] = 100 * r["accuracy"] / mean if mean else None
     return rows
 
@@ -148,15 +154,34 @@ def natural(text: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
-def cell(runs: list[dict]) -> str:
-    acc = sum(r["accuracy"] for r in runs) / len(runs)
-    text = f"{acc:.3f}"
+def cell(runs: list[dict], reference: bool = False) -> str:
+    """Mean accuracy, its % of the full-token score and, over several runs (seeds, splits), the
+    sample standard deviation and the number of runs: `0.450 ± 0.071 (56.2%) [2 runs]`; the
+    full-token reference itself is `(100%)`."""
+    accuracies = [r["accuracy"] for r in runs]
+    text = f"{statistics.fmean(accuracies):.3f}"
+    if len(runs) > 1:
+        text += f" ± {statistics.stdev(accuracies):.3f}"
     pct = [r["percent_of_full"] for r in runs if r["percent_of_full"] is not None]
-    if pct:
-        text += f" ({sum(pct) / len(pct):.1f}%)"
+    if reference:
+        text += " (100%)"
+    elif pct:
+        text += f" ({statistics.fmean(pct):.1f}%)"
     if len(runs) > 1:
         text += f" [{len(runs)} runs]"
     return text
+
+
+def distinct_full_runs(group: list[dict]) -> list[dict]:
+    """The `compressor=none` runs of a group, one per setting: a sweep over `tokens` repeats the
+    same full-token job once per budget (`none` ignores it), which is one measurement, not many."""
+    seen = {}
+    for r in group:
+        if r["strategy"] == "none":
+            key = (r["benchmark"], r["model"])
+            key += tuple(sorted(o for o in r["overrides"] if not o.startswith("tokens=")))
+            seen.setdefault(key, r)
+    return list(seen.values())
 
 
 # Beyond this many budgets (e.g. an Optuna search) the table is long: one line per budget.
@@ -171,7 +196,7 @@ def markdown(rows: list[dict]) -> str:
     for (benchmark, model), group in sorted(groups.items()):
         budgets = sorted({r["budget"] for r in group if r["strategy"] != "none"})
         variants = sorted({r["variant"] for r in group if r["strategy"] != "none"}, key=natural)
-        full = [r for r in group if r["strategy"] == "none"]
+        full = distinct_full_runs(group)
         out += [f"### {benchmark} / {model}", ""]
         wide = len(budgets) <= WIDE_LIMIT
         if wide:
@@ -180,7 +205,7 @@ def markdown(rows: list[dict]) -> str:
         else:
             out += ["| strategy | tokens | accuracy |", "|---|---|---|"]
         if full:
-            everything = f"{sum(r['accuracy'] for r in full) / len(full):.3f} (100%)"
+            everything = cell(full, reference=True)
             if wide:
                 out.append(
                     f"| all {full[0]['tokens']} tokens | {everything} |" + " |" * (len(budgets) - 1)
