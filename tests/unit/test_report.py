@@ -102,3 +102,18 @@ def test_atomic_files_are_whole_or_keep_their_previous_content(tmp_path):
         raise RuntimeError("killed while writing")
     assert target.read_text() == "first"
     assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
+
+
+def test_chosen_metrics_get_a_table_of_their_own():
+    rows = [
+        row("none", 0.8, "compressor=none tokens=24"),
+        row("none", 0.8, "compressor=none tokens=48", budget=48),
+        row("visionzip", 0.6, "compressor=visionzip seed=0"),
+        row("visionzip", 0.5, "compressor=visionzip seed=1"),
+    ]
+    for r, ms in zip(rows, (10.0, 10.0, 4.0, 5.0)):
+        r["metrics"] = {"dialogue_turn_ms": ms}
+    table = markdown(with_percentages(with_variants(rows)), ["dialogue_turn_ms"])
+    assert "| strategy | tokens | dialogue_turn_ms |" in table
+    assert "| all tokens | all | 10 |" in table  # the full-token job repeated per budget, once
+    assert "| visionzip | 24 | 4.5 |" in table  # the mean over the cell's runs

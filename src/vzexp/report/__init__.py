@@ -1,12 +1,14 @@
 """`python -m vzexp.report`: MLflow runs -> the paper-style table and an accuracy-vs-tokens plot.
 
     python -m vzexp.report --experiment vzexp [--parent RUN_ID] [--uri URI] [--out DIR]
+                           [--metrics NAME,...]
 
 Reads the job runs of an experiment (optionally only the children of one sweep's parent run),
 and writes into DIR (default: report/):
   * report.md: per benchmark and model, strategy x budget, accuracy and its % of the full-token
     score (the `compressor=none` run of the same benchmark and model), as the paper's tables;
-  * report.csv: the same, one row per run, with the efficiency figures;
+    with --metrics, a table of those logged metrics per strategy and budget under each;
+  * report.csv: the same, one row per run, with the efficiency figures (and --metrics);
   * accuracy_vs_tokens.png: accuracy against the visual tokens the LLM sees on average.
 With --parent (or the newest sweep parent when --parent=latest) the three files are also logged
 as artifacts of that parent run.
@@ -188,7 +190,33 @@ def distinct_full_runs(group: list[dict]) -> list[dict]:
 WIDE_LIMIT = 8
 
 
-def markdown(rows: list[dict]) -> str:
+def metrics_markdown(rows: list[dict], metrics: list[str]) -> list[str]:
+    """A table of the chosen metrics (as each run logged them; the mean over a cell's runs), one
+    line per strategy setting and budget: the figures a study reads beyond accuracy."""
+    cells = defaultdict(list)
+    for r in rows:
+        full = r["strategy"] == "none"
+        cells[("all tokens", "all") if full else (r["variant"], r["budget"])].append(r)
+
+    def order(key):
+        label, budget = key
+        return (label != "all tokens", natural(label), 0 if budget == "all" else budget)
+
+    header = "| strategy | tokens | " + " | ".join(metrics) + " |"
+    out = [header, "|---|---|" + "---|" * len(metrics)]
+    for label, budget in sorted(cells, key=order):
+        runs = cells[(label, budget)]
+        if label == "all tokens":
+            runs = distinct_full_runs(runs)
+        values = []
+        for name in metrics:
+            found = [r["metrics"][name] for r in runs if name in r["metrics"]]
+            values.append(f"{statistics.fmean(found):.4g}" if found else "")
+        out.append(f"| {label} | {budget} | " + " | ".join(values) + " |")
+    return out
+
+
+def markdown(rows: list[dict], metrics: list[str] = ()) -> str:
     out = []
     groups = defaultdict(list)
     for r in rows:
@@ -225,6 +253,8 @@ def markdown(rows: list[dict]) -> str:
                     f"| {variant} | {b} | {cell(runs)} |" for b, runs in by_budget.items() if runs
                 ]
         out.append("")
+        if metrics:
+            out += [*metrics_markdown(group, list(metrics)), ""]
     return "\n".join(out)
 
 
@@ -394,6 +424,13 @@ def main(argv: list[str] | None = None) -> int:
         "when the report's own runs have none (e.g. an ablation sweep)",
     )
     parser.add_argument(
+        "--metrics",
+        default="",
+        metavar="NAME,...",
+        help="also tabulate these logged metrics per strategy and budget (and add them to "
+        "report.csv), e.g. dialogue_turn_ms,dialogue_reencode_turn_ms",
+    )
+    parser.add_argument(
         "--published",
         action="append",
         metavar="NAME",
@@ -472,18 +509,29 @@ def report(args) -> int:
         print(write_paper_report(client, rows, args.compare, out, parent))
         print(f"wrote {out / 'paper.md'}, paper.csv, paper_vs_tokens.png ({len(rows)} runs)")
         return 0
+    metrics = [name for name in args.metrics.split(",") if name]
+    unknown = [name for name in metrics if not any(name in r["metrics"] for r in rows)]
+    if unknown:
+        logged = sorted({name for r in rows for name in r["metrics"]})
+        print(
+            f"vzexp.report: error: --metrics={','.join(unknown)} is not allowed: no run logged it; "
+            f"the runs logged: {', '.join(logged)}",
+            file=sys.stderr,
+        )
+        return 2
+    table = markdown(rows, metrics)
     # each file whole or absent: a report killed mid-way never leaves a truncated table
     with atomic_path(out / "report.md") as tmp:
-        tmp.write_text(markdown(rows))
+        tmp.write_text(table)
     with atomic_path(out / "report.csv") as tmp, tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=FIELDS + metrics, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rounded(r) for r in rows)
+        writer.writerows(rounded({**r, **{m: r["metrics"].get(m) for m in metrics}}) for r in rows)
     with atomic_path(out / "accuracy_vs_tokens.png") as tmp:
         plot(rows, tmp)
     if parent:
         for name in ("report.md", "report.csv", "accuracy_vs_tokens.png"):
             client.log_artifact(parent, str(out / name), artifact_path="report")
-    print(markdown(rows))
+    print(table)
     print(f"wrote {out / 'report.md'}, report.csv, accuracy_vs_tokens.png ({len(rows)} runs)")
     return 0
