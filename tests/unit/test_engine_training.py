@@ -93,3 +93,31 @@ def test_step_module_trains_the_trainable_parameters_and_logs_into_the_run():
     names = {name for metrics, _ in tracker.logged for name in metrics}
     assert {"stage-fit/loss", "stage-fit/w"} <= names
     assert sorted(set(data.seen)) == list(range(60))  # one batch per epoch, each told its epoch
+
+
+def test_a_log_file_gets_progress_lines_instead_of_a_bar(caplog):
+    """Output that is not a terminal (pytest's capture, a batch job's log file): no progress bar,
+    a log line per interval and at the end with batches done of all, time per batch and the loss
+    the bar would show."""
+    import logging
+
+    from omegaconf import OmegaConf
+
+    from vzexp.engine.trainer import LogProgress
+
+    trainer_cfg = OmegaConf.create(
+        dict(accelerator="cpu", devices=1, num_nodes=1, strategy="auto", precision="32-true")
+    )
+    data, net = _Epochs(), _Regression()
+    trainer = make_trainer(trainer_cfg, max_steps=6, max_epochs=-1, callbacks=[EpochSetter(data)])
+    [progress] = [c for c in trainer.callbacks if isinstance(c, LogProgress)]
+    assert trainer.progress_bar_callback is None
+    progress.every = 0.0  # a line per step
+    module = StepModule(net, lr=0.1, weight_decay=0.0, warmup_steps=1, total_steps=6)
+    with caplog.at_level(logging.INFO, logger="vzexp"):
+        trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=2))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("training:")]
+    assert [line.split(",")[0] for line in lines] == [
+        f"training: {n}/6 batches" for n in range(1, 7)
+    ]
+    assert "s per batch" in lines[0] and "s left" in lines[0] and "s left" not in lines[-1]

@@ -4,6 +4,7 @@ tracker (vzexp.tracking), so no other module needs Lightning's MLflow logger or 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from typing import Any
 
@@ -66,8 +67,65 @@ def make_trainer(trainer, tracker=None, metric_prefix: str = "", **loop: Any) ->
         enable_checkpointing=False,
         enable_model_summary=False,
     )
+    if "enable_progress_bar" not in loop and not sys.stderr.isatty():
+        # a batch job's log file: Lightning's bar draws nothing there until the end
+        settings["enable_progress_bar"] = False
+        loop["callbacks"] = [*loop.get("callbacks", []), LogProgress()]
     settings.update(loop)
     return L.Trainer(**settings)
+
+
+class LogProgress(L.Callback):
+    """Progress as one log line every `every` seconds and at the end of each pass (a training
+    epoch, a prediction pass), for output that is not a terminal: batches done of all, time per
+    batch, time left in the pass, and the metrics the progress bar would show (the loss)."""
+
+    def __init__(self, every: float = 30.0):
+        self.every = every
+        self._start = self._last = 0.0
+        self._total = self._first_step = 0
+
+    def _begin(self, total) -> None:
+        self._start = self._last = time.perf_counter()
+        self._total = int(total) if total != float("inf") else 0
+
+    def _batch(self, trainer, what: str, done: int) -> None:
+        now = time.perf_counter()
+        if not trainer.is_global_zero or (now - self._last < self.every and done != self._total):
+            return
+        self._last = now
+        per_batch = (now - self._start) / max(done, 1)
+        of = f"/{self._total}" if self._total else ""
+        left = ""
+        if self._total and done < self._total:
+            left = f", {per_batch * (self._total - done):.0f} s left"
+        shown = {k: v for k, v in trainer.progress_bar_metrics.items() if k != "v_num"}
+        values = "".join(f", {k} {float(v):.4g}" for k, v in shown.items())
+        log.info("%s: %d%s batches, %.2f s per batch%s%s", what, done, of, per_batch, left, values)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if trainer.max_steps > 0:  # a loop bounded by steps: one count over all its epochs
+            self._begin(trainer.max_steps - trainer.global_step)
+            self._first_step = trainer.global_step
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.max_steps <= 0:
+            self._begin(trainer.num_training_batches)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.max_steps > 0:
+            self._batch(trainer, "training", trainer.global_step - self._first_step)
+            return
+        epoch = f"training epoch {trainer.current_epoch + 1}"
+        if trainer.max_epochs and trainer.max_epochs > 0:
+            epoch += f" of {trainer.max_epochs}"
+        self._batch(trainer, epoch, batch_idx + 1)
+
+    def on_predict_epoch_start(self, trainer, pl_module) -> None:
+        self._begin(sum(trainer.num_predict_batches))
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self._batch(trainer, "predicting", batch_idx + 1)
 
 
 class EpochTimer(L.Callback):

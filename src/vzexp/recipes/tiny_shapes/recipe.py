@@ -116,7 +116,6 @@ def train_stages(settings, model, processor, scenes, tracker=None) -> dict[str, 
             max_epochs=-1,
             gradient_clip_val=stage.grad_clip,
             log_every_n_steps=min(10, stage.steps),
-            enable_progress_bar=True,
             callbacks=list(callbacks),
         )
         module = StepModule(objective, **_schedule(stage))
