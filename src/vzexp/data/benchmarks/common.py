@@ -225,7 +225,8 @@ class Benchmark(Dataset):
         if not root:
             raise MissingPathError(
                 f"data.dataset.root is not set: give the local directory of {self.name}, "
-                f"e.g. data={self.name} data.dataset.root=/data/{self.name}"
+                f"e.g. data.root=/data/{self.name}, or paths.eval_root=DIR holding a "
+                f"{self.name}/ folder"
             )
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
