@@ -136,6 +136,9 @@ class DataConfig:
     num_workers: int = 0
     # exact_match, or a Scorer by its dotted path (vzexp.data.benchmarks.pope.scorer)
     scorer: str = "exact_match"
+    # the file a split without gold answers is submitted in, to the server that scores it: a
+    # Submission by its dotted path (vzexp.data.benchmarks.vqav2.submission); null: none
+    submission: str | None = None
     # an unreadable or truncated image: fail (stop, one line) or skip (record it as skipped,
     # score the rest, report the count as skipped_samples)
     on_bad_image: str = "fail"

@@ -71,6 +71,9 @@ def test_each_benchmark_defaults_to_its_folder_under_paths_eval_root(monkeypatch
     assert settings("data=pope").data.dataset["root"] is None  # unset: data.root is given
     root = f"paths.eval_root={tmp_path}"
     assert settings("data=pope", root).data.dataset["root"] == f"{tmp_path}/pope"
+    # the server-scored splits read their benchmark's folder
+    assert settings("data=vqav2_testdev", root).data.root == f"{tmp_path}/vqav2"
+    assert settings("data=mmbench_test", root).data.root == f"{tmp_path}/mmbench"
     assert settings("data=pope", root, "data.root=/mine").data.dataset["root"] == "/mine"
     monkeypatch.setenv("VZEXP_EVAL_ROOT", "/srv/eval")  # the default of paths.eval_root
     assert settings("data=gqa").data.dataset["root"] == "/srv/eval/gqa"
