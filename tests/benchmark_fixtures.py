@@ -76,6 +76,12 @@ def fixtures(base) -> dict[str, object]:
                 "image": imgs[:2],
             },
         )
+    # test-dev: questions without answers (EvalAI scores them), beside the question ids of the
+    # whole test set (test-dev's and more) that the submission file lists
+    testdev = {"question_id": [20, 21], "question": ["What is it?", "How many?"]}
+    write(base / "vqav2_testdev", {**testdev, "image": imgs[:2]}, "testdev-00000-of-00001.parquet")
+    write(base / "vqav2_testdev", {"question_id": [19, 20, 21, 22]}, "test-00000-of-00001.parquet")
+    roots["vqav2_testdev"] = base / "vqav2_testdev"
     gqa = base / "gqa"
     write(
         gqa / "testdev_balanced_instructions",
@@ -124,6 +130,26 @@ def fixtures(base) -> dict[str, object]:
             "D": [None, None],
             "answer": ["B", "A"],
             "category": ["animals", "colours"],
+            "image": imgs[:2],
+        },
+    )
+    # the test split: an answer column without answers (OpenCompass scores it); 1000007 is the
+    # server's rotated copy of question 7, a row of its own
+    roots["mmbench_test"] = write(
+        base / "mmbench_test",
+        {
+            "index": [7, 1000007],
+            "question": ["Which animal?", "Which animal?"],
+            "hint": ["A zoo.", "A zoo."],
+            "A": ["cat", "dog"],
+            "B": ["dog", "cat"],
+            "C": [None, None],
+            "D": [None, None],
+            "answer": [None, None],
+            "category": ["animals", "animals"],
+            "L2-category": ["perception", "perception"],
+            "source": ["zoo", "zoo"],
+            "split": ["test", "test"],
             "image": imgs[:2],
         },
     )

@@ -12,6 +12,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from hydra.utils import get_class
@@ -135,6 +136,9 @@ class DataConfig:
     num_workers: int = 0
     # exact_match, or a Scorer by its dotted path (vzexp.data.benchmarks.pope.scorer)
     scorer: str = "exact_match"
+    # the file a split without gold answers is submitted in, to the server that scores it: a
+    # Submission by its dotted path (vzexp.data.benchmarks.vqav2.submission); null: none
+    submission: str | None = None
     # an unreadable or truncated image: fail (stop, one line) or skip (record it as skipped,
     # score the rest, report the count as skipped_samples)
     on_bad_image: str = "fail"
@@ -150,6 +154,25 @@ class DataConfig:
             raise ConfigError("data.num_workers", self.num_workers, "an integer >= 0")
         if self.on_bad_image not in ("fail", "skip"):
             raise ConfigError("data.on_bad_image", self.on_bad_image, "fail or skip")
+
+
+@dataclass
+class PathsConfig:
+    # the real benchmarks' files, one folder per benchmark (gqa/, mme/, pope/, ...) in LLaVA's
+    # playground/data/eval layout or as lmms-eval's parquet snapshots; each benchmark's
+    # data.root defaults to its folder there. null: unset (give data.root)
+    eval_root: str | None = None
+
+    def __post_init__(self):
+        if self.eval_root is not None and (
+            not self.eval_root.strip() or Path(self.eval_root).expanduser().is_file()
+        ):
+            raise ConfigError(
+                "paths.eval_root",
+                self.eval_root,
+                "a directory with one folder per benchmark (gqa/, mme/, ...), e.g. "
+                "paths.eval_root=/data/eval, or null",
+            )
 
 
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
@@ -200,6 +223,7 @@ class VzexpConfig:
     logger: LoggerConfig
     # task=tune's training data: a schema of vzexp.data chosen by its `_target_`
     train_data: Any = None
+    paths: PathsConfig = field(default_factory=PathsConfig)
     tokens: int = 64
     seed: int = 0
     verbose: bool = False
@@ -298,6 +322,12 @@ def _pretrained_dir(name: str) -> str:
     return str(pretrained_dir(name))
 
 
+def _under(root: Any, name: str) -> str | None:
+    if root is None or isinstance(root, (ListConfig, DictConfig, list, dict)):
+        return None  # unset, or not a path (the schema says so of paths.eval_root)
+    return str(Path(str(root)) / name)
+
+
 def register_configs() -> None:
     """The resolvers the YAML files use. The schemas are applied by `validate`, not through
     Hydra's ConfigStore, so a group lists only its YAML options."""
@@ -309,6 +339,10 @@ def register_configs() -> None:
     if not OmegaConf.has_resolver("vzexp_trained"):
         # ${vzexp_trained:small_real}: what a recipe with task.publish=small_real built here
         OmegaConf.register_new_resolver("vzexp_trained", lambda name: str(trained_dir(name)))
+    if not OmegaConf.has_resolver("vzexp_under"):
+        # ${vzexp_under:${paths.eval_root},pope}: the folder `pope` under paths.eval_root, or
+        # null while paths.eval_root is unset
+        OmegaConf.register_new_resolver("vzexp_under", _under)
     if not OmegaConf.has_resolver("vzexp_pretrained"):
         # ${vzexp_pretrained:dinov2_small}: a part converted from a PyPI package into the cache
         # (on first use; vzexp.pretrained)

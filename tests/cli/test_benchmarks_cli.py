@@ -1,5 +1,6 @@
 """Every real benchmark through the CLI on its fixture copy (tests/integration/test_benchmarks.py):
-one sweep, one FINISHED MLflow run per benchmark with its metrics and predictions; a corrupt image
+one sweep, one FINISHED MLflow run per benchmark with its metrics and predictions (the splits
+without answers: no score, the submission file for their server); a corrupt image
 stops the run with one line, exit 2, the run FAILED and the predictions so far kept on disk."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import json
 import os
 
 import numpy as np
-from benchmark_fixtures import fixtures, real_benchmarks
+from benchmark_fixtures import fixtures, picture, real_benchmarks
 from mlflow.tracking import MlflowClient
 from PIL import Image
 from vzexp_testing import run_cli
@@ -16,6 +17,8 @@ from vzexp_testing import run_cli
 from vzexp.tracking import is_sweep_parent
 
 NAMES = real_benchmarks()
+# the splits without answers and the file each run writes for its server
+SERVER_SCORED = {"vqav2_testdev": "submission.json", "mmbench_test": "submission.xlsx"}
 SMALL = ["model=tiny_random", "data.batch_size=2", "task.max_new_tokens=2"]
 
 
@@ -33,13 +36,27 @@ def test_every_benchmark_reads_scores_and_logs(tmp_path, cli_env):
     client, found = runs(cli_env)
     assert sorted(r.data.params["data.name"] for r in found) == sorted(NAMES)
     for r in found:
+        name, tags = r.data.params["data.name"], r.data.tags
         assert r.info.status == "FINISHED"
-        assert "accuracy" in r.data.metrics and r.data.metrics["samples"] >= 1
+        assert r.data.metrics["samples"] >= 1
         artifacts = [a.path for a in client.list_artifacts(r.info.run_id)]
         assert "predictions.jsonl" in artifacts, artifacts
+        if name in SERVER_SCORED:  # no answers: no score, the server's file
+            assert "accuracy" not in r.data.metrics and SERVER_SCORED[name] in artifacts
+            assert tags["vzexp.scored"].startswith("none: no gold answers; submit submission.")
+        else:
+            assert "accuracy" in r.data.metrics
+            assert tags["vzexp.scored"] == f"here: data.scorer={r.data.params['data.scorer']}"
     by_name = {r.data.params["data.name"]: r.data.metrics for r in found}
     assert "split_mean/f1" in by_name["pope"] and "perception" in by_name["mme"]
     assert by_name["mmbench"]["samples"] == 5  # 3 + 2 rotations
+    assert by_name["mmbench_test"]["samples"] == 2  # its 2 rows, each asked once
+    # EvalAI's file: every question id of the whole test set, test-dev's answered
+    (testdev,) = [r for r in found if r.data.params["data.name"] == "vqav2_testdev"]
+    local = client.download_artifacts(testdev.info.run_id, "submission.json", str(tmp_path))
+    uploaded = json.loads(open(local).read())
+    assert [row["question_id"] for row in uploaded] == [19, 20, 21, 22]
+    assert uploaded[0]["answer"] == uploaded[3]["answer"] == ""
 
 
 def pope_with_a_bad_image(tmp_path, bad: int, content: bytes) -> list[str]:
@@ -122,6 +139,51 @@ def test_score_task_rescores_scienceqa_with_llavas_rule(tmp_path, cli_env):
     assert [(r["answer"], r["correct"]) for r in scored] == [("A", 1.0), ("B", 0.0)]
     assert any(
         line.split() == ["|", "accuracy", "|", "0.5", "|"] for line in proc.stdout.splitlines()
+    )
+
+
+def test_vqav2_test_dev_in_llavas_layout_writes_the_evalai_file(tmp_path, cli_env):
+    # LLaVA's playground/data/eval/vqav2: test-dev's questions, the test2015 images and the
+    # question file of the whole test set, under paths.eval_root
+    root = tmp_path / "eval" / "vqav2"
+    (root / "test2015").mkdir(parents=True)
+    rows = [{"question_id": k, "image": f"{k}.jpg", "text": "What is it?"} for k in (5, 6)]
+    for row in rows:
+        picture(row["question_id"]).save(root / "test2015" / row["image"])
+    (root / "llava_vqav2_mscoco_test-dev2015.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows)
+    )
+    (root / "llava_vqav2_mscoco_test2015.jsonl").write_text(
+        "".join(json.dumps({"question_id": k}) + "\n" for k in (4, 5, 6, 7))
+    )
+    args = ["data=vqav2_testdev", f"paths.eval_root={tmp_path / 'eval'}"]
+    args += ["data.dataset.layout=llava", *SMALL]
+    proc = run_cli(args, cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    said = "scored: none: no gold answers; submit submission.json to EvalAI (VQAv2 test-dev)"
+    assert said in proc.stdout
+    (predictions,) = tmp_path.glob("outputs/*/*/predictions.jsonl")
+    uploaded = json.loads((predictions.parent / "submission.json").read_text())
+    assert [row["question_id"] for row in uploaded] == [4, 5, 6, 7]
+    assert uploaded[0]["answer"] == uploaded[3]["answer"] == ""
+    client, [run] = runs(cli_env)
+    assert "accuracy" not in run.data.metrics and run.data.metrics["samples"] == 2
+    assert "submission.json" in [a.path for a in client.list_artifacts(run.info.run_id)]
+
+    # task=score on its predictions, no model: the same file again
+    again = [*args[:3], "task=score", f"task.predictions={predictions}", "logger=none"]
+    proc = run_cli(again, cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (rescored,) = tmp_path.glob("outputs/*/*/predictions.rescored.jsonl")
+    assert json.loads((rescored.parent / "submission.json").read_text()) == uploaded
+
+    # without a file to write for the server, a split without answers is refused before the
+    # model loads
+    proc = run_cli([*args, "data.submission=null"], cli_env, tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "vzexp: error: data=vqav2_testdev: no sample has a gold answer (a split its server "
+        "scores) and data.submission=null names no file for the server: nothing to score or submit"
     )
 
 

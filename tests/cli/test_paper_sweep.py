@@ -1,6 +1,6 @@
 """The paper_llava15 experiment end to end on the tiny llava-hf checkpoint and fixture files for
-every benchmark under one data.root: the compressed sweep, the full-token sweep through the local
-(submitit) launcher, the report in the paper's layout, and a re-issued sweep that resumes every
+every benchmark under one paths.eval_root: the compressed sweep, the full-token sweep through the
+local (submitit) launcher, the report in the paper's layout, and a re-issued sweep that resumes every
 finished cell instead of recomputing it."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ SUBSET = ["data=mme,pope", "compressor=visionzip,sparsevlm", "tokens=12"]
 @pytest.mark.slow
 def test_paper_llava15_sweep_report_and_resume(tmp_path, cli_env, tiny_checkpoint):
     fixtures(tmp_path / "eval")
-    base = ["-m", "+experiment=paper_llava15", f"data.root={tmp_path / 'eval'}"]
+    base = ["-m", "+experiment=paper_llava15", f"paths.eval_root={tmp_path / 'eval'}"]
     base += [f"model.path={tiny_checkpoint}", *SMALL]
     compressed = run_cli([*base, *SUBSET], cli_env, tmp_path, timeout=900)
     assert compressed.returncode == 0, compressed.stderr[-3000:]

@@ -47,7 +47,7 @@ def swept_values(key: str, value: str) -> list[str] | None:
 
 # the paths an experiment leaves to the user (`???`)
 REQUIRED = {
-    name: ["data.root=/tmp/eval", "model.path=/tmp/model"]
+    name: ["paths.eval_root=/tmp/eval", "model.path=/tmp/model"]
     for name in ("paper_llava15", "paper_llava_next")
 }
 

@@ -1,5 +1,5 @@
 """The paper experiments: one sweep per table over the paper's strategies, budgets and
-benchmarks, every benchmark's files under one data.root, and the plan of their jobs."""
+benchmarks, every benchmark's files under one paths.eval_root, and the plan of their jobs."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def composed(*overrides):
     ],
 )
 def test_each_benchmark_reads_its_folder_under_one_root(name, model, tokens):
-    cfg = composed(f"+experiment={name}", "data.root=/tmp/x", "model.path=/tmp/y", "data=mme")
+    cfg = composed(f"+experiment={name}", "paths.eval_root=/tmp/x", "model.path=/tmp/y", "data=mme")
     params = cfg.hydra.sweeper.params
     assert (params.data, params.compressor, params.tokens) == (
         BENCHMARKS,
@@ -48,13 +48,51 @@ def test_the_paths_are_required(monkeypatch):
     cfg = composed("+experiment=paper_llava15", "model.path=/tmp/y", "data=gqa")
     with open_dict(cfg):
         del cfg["hydra"]
-    with pytest.raises(ConfigError, match="^data.root=None is not allowed: a value is required"):
+    with pytest.raises(
+        ConfigError, match="^paths.eval_root=None is not allowed: a value is required"
+    ):
         validate(cfg)
     monkeypatch.setenv("VZEXP_EVAL_ROOT", "/srv/eval")
     cfg = composed("+experiment=paper_llava15", "model.path=/tmp/y", "data=gqa")
     with open_dict(cfg):
         del cfg["hydra"]
     assert validate(cfg).data.dataset["root"] == "/srv/eval/gqa"
+
+
+def settings(*overrides):
+    cfg = composed(*overrides)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return validate(cfg)
+
+
+def test_each_benchmark_defaults_to_its_folder_under_paths_eval_root(monkeypatch, tmp_path):
+    monkeypatch.delenv("VZEXP_EVAL_ROOT", raising=False)
+    assert settings("data=pope").data.dataset["root"] is None  # unset: data.root is given
+    root = f"paths.eval_root={tmp_path}"
+    assert settings("data=pope", root).data.dataset["root"] == f"{tmp_path}/pope"
+    # the server-scored splits read their benchmark's folder
+    assert settings("data=vqav2_testdev", root).data.root == f"{tmp_path}/vqav2"
+    assert settings("data=mmbench_test", root).data.root == f"{tmp_path}/mmbench"
+    assert settings("data=pope", root, "data.root=/mine").data.dataset["root"] == "/mine"
+    monkeypatch.setenv("VZEXP_EVAL_ROOT", "/srv/eval")  # the default of paths.eval_root
+    assert settings("data=gqa").data.dataset["root"] == "/srv/eval/gqa"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("''", r"paths\.eval_root='' is not allowed: a directory with one folder per benchmark"),
+        ("FILE", r"paths\.eval_root='\S+/file' is not allowed: a directory with one folder"),
+        ("[a,b]", r"paths\.eval_root=\['a', 'b'\] is not allowed: Cannot convert"),
+    ],
+)
+def test_a_bad_paths_eval_root_is_one_line(tmp_path, value, message):
+    (tmp_path / "file").write_text("")
+    value = str(tmp_path / "file") if value == "FILE" else value
+    with pytest.raises(ConfigError, match=f"^{message}") as raised:
+        settings("data=pope", f"paths.eval_root={value}")
+    assert "\n" not in str(raised.value)
 
 
 def test_the_plan_lists_the_sweep_and_one_full_token_run_per_benchmark():

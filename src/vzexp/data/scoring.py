@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 
 from vzexp.data.scorer import (  # noqa: F401 (the engine's and tests' names for them)
     EXACT_MATCH,
@@ -22,8 +23,9 @@ from vzexp.errors import ConfigError, first_line
 _KEY = "data.scorer"
 
 
-def builtin_scorers() -> list[str]:
-    """The dotted paths of the Scorers the benchmark modules of vzexp.data.benchmarks define."""
+def builtin_objects(kind: type) -> list[str]:
+    """The dotted paths of the `kind` objects (Scorers, Submissions) that the benchmark modules
+    of vzexp.data.benchmarks define."""
     import vzexp.data.benchmarks as package
 
     found = []
@@ -32,9 +34,14 @@ def builtin_scorers() -> list[str]:
         found += [
             f"{module.__name__}.{attr}"
             for attr, value in vars(module).items()
-            if isinstance(value, Scorer)
+            if isinstance(value, kind)
         ]
     return sorted(found)
+
+
+def builtin_scorers() -> list[str]:
+    """The dotted paths of the Scorers the benchmark modules of vzexp.data.benchmarks define."""
+    return builtin_objects(Scorer)
 
 
 def _allowed() -> str:
@@ -44,28 +51,34 @@ def _allowed() -> str:
     )
 
 
+def dotted_object(key: str, value: str, allowed: Callable[[], str]):
+    """The object a config key names by its dotted path (`module.attribute`), or one
+    ConfigError line saying why it cannot be had (`allowed()`: what the key takes)."""
+    module_name, _, attr = str(value).rpartition(".")
+    if not module_name or not attr:
+        raise ConfigError(key, value, allowed())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            key, value, f"module {module_name} cannot be imported ({first_line(exc)}); {allowed()}"
+        ) from None
+    found = getattr(module, attr, None)
+    if found is None:
+        raise ConfigError(key, value, f"module {module_name} has no {attr}; {allowed()}")
+    return found
+
+
 def scorer_for(value: str) -> Scorer:
     """The Scorer a data config names (`data.scorer`): `exact_match`, or `module.attribute`
     naming an object with `name`, `sample(record)` and `metrics(records)`."""
     if value == EXACT_MATCH_NAME:
         return EXACT_MATCH
-    module_name, _, attr = str(value).rpartition(".")
-    if not module_name or not attr:
-        raise ConfigError(_KEY, value, _allowed())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(
-            _KEY,
-            value,
-            f"module {module_name} cannot be imported ({first_line(exc)}); {_allowed()}",
-        ) from None
-    scorer = getattr(module, attr, None)
-    if scorer is None:
-        raise ConfigError(_KEY, value, f"module {module_name} has no {attr}; {_allowed()}")
+    scorer = dotted_object(_KEY, value, _allowed)
     if not all(callable(getattr(scorer, f, None)) for f in ("sample", "metrics")) or not hasattr(
         scorer, "name"
     ):
+        attr = str(value).rpartition(".")[2]
         raise ConfigError(
             _KEY, value, f"{attr} is not a Scorer (name, sample, metrics); {_allowed()}"
         )

@@ -15,6 +15,7 @@ from torch.utils.data import Subset
 
 from vzexp import interrupt
 from vzexp.data.scoring import scorer_for
+from vzexp.data.submission import UNSCORED, server_scored
 from vzexp.engine.evaluate import EvalDataModule, Evaluator, SkipBadImages, summarize
 from vzexp.engine.predictions import PredictionStore, PredictionWriter
 from vzexp.engine.trainer import make_trainer
@@ -74,7 +75,7 @@ def evaluate(
     store = PredictionStore(predictions)
     task, data = settings.task, settings.data
     ids = sample_ids(dataset, data.limit)
-    scorer = scorer_for(data.scorer)
+    scorer = scorer_of(data.scorer, dataset)
     trainer = make_trainer(
         settings.trainer,
         default_root_dir=str(predictions.parent),
@@ -106,6 +107,12 @@ def evaluate(
     records = refresh_gold(store.merge(ids), dataset, scorer)
     resumed = set(ids) - {ids[i] for i in todo}
     return Evaluation(records, summarize(records, settings.model.device, scorer), ids, resumed)
+
+
+def scorer_of(value: str, dataset):
+    """The Scorer `data.scorer` names, or none (UNSCORED) for a split whose server scores it
+    (no sample has a gold answer: vzexp.data.submission)."""
+    return UNSCORED if server_scored(dataset) else scorer_for(value)
 
 
 def gold(dataset, i: int) -> dict:

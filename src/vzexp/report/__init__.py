@@ -451,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--root",
         default=None,
-        help="with --plan: the benchmarks' root (data.root), to size each benchmark from its files",
+        help="with --plan: the benchmarks' root (paths.eval_root), to size each benchmark from its files",
     )
     args = parser.parse_args(argv)
     from vzexp.errors import VzexpError

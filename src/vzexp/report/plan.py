@@ -5,9 +5,9 @@ The jobs are the experiment's sweep (its `hydra.sweeper.params`, expanded as Hyd
 full-token run once per benchmark (the second sweep of the experiment's header). A job's time is
 the published total time on the efficiency table's benchmark (POPE) for its model, method and
 budget: the paper's own measurement first, a third party's next; a job with none is bounded by the
-full-token time of its model. With --root (the experiment's data.root) each benchmark is scaled by
-its number of rows against POPE's, counted in its parquet files (tables of images alone are left
-out); without it every benchmark counts as POPE-sized."""
+full-token time of its model. With --root (the experiment's paths.eval_root) each benchmark is
+scaled by its number of rows against POPE's, counted in its parquet files (tables of images alone
+are left out); without it every benchmark counts as POPE-sized."""
 
 from __future__ import annotations
 
@@ -136,7 +136,7 @@ def plan_text(experiment: str, names: list[str], root: str | None = None) -> str
         + (f" ({unknown} without a published time)" if unknown else "")
         + ", from published total times on POPE (one A800-80GB)"
         + ("." if root else "; every benchmark counted as POPE-sized (--root scales by rows)."),
-        f"Run: python -m vzexp +experiment={experiment} data.root=... model.path=... "
+        f"Run: python -m vzexp +experiment={experiment} paths.eval_root=... model.path=... "
         "(then compressor=none for the full-token jobs; see the experiment file's header).",
     ]
     return "\n".join(out)

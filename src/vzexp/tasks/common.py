@@ -4,6 +4,7 @@ evaluation of a model with its predictions, overlays and metrics logged to the r
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -12,12 +13,15 @@ from hydra.utils import instantiate
 
 from vzexp.config import ModelKind, as_plain
 from vzexp.data.scoring import scorer_for
+from vzexp.data.submission import server_scored, submission_for
 from vzexp.engine.eval_loop import evaluate
 from vzexp.engine.evaluate import summarize
 from vzexp.engine.predictions import PredictionStore, config_key
 from vzexp.errors import VzexpError, first_line
 from vzexp.runtime import output_dir
 from vzexp.tracking import download_artifacts, is_timing_metric
+
+log = logging.getLogger("vzexp")
 
 
 class DataError(VzexpError):
@@ -62,17 +66,41 @@ def load_dataset(settings):
                 f"{repeated[0]!r} ({counts[repeated[0]]} times); one sample per id: remove or "
                 "renumber the duplicate questions"
             )
-    check_scorable(settings, dataset)
+    check_gold(settings, dataset)
     return dataset
+
+
+def check_gold(settings, dataset) -> None:
+    """A benchmark split is scored here (every sample has a gold answer, `check_scorable`) or
+    by its server (none has: `data.submission` must name the file to write, and what its writer
+    needs must be installed); one with only some answers is refused."""
+    items = getattr(dataset, "items", None)
+    if items is None:
+        return
+    missing = [item["id"] for item in items if item["answer"] is None]
+    name = settings.data.name
+    if not missing:
+        check_scorable(settings, dataset)
+    elif len(missing) < len(items):
+        raise DataError(
+            f"data={name}: {len(missing)} of its {len(items)} samples have no gold answer, e.g. "
+            f"{missing[0]!r}; a split has answers for all its samples (scored here) or for none "
+            "(scored by its server): check its annotations"
+        )
+    elif not settings.data.submission:
+        raise DataError(
+            f"data={name}: no sample has a gold answer (a split its server scores) and "
+            "data.submission=null names no file for the server: nothing to score or submit"
+        )
+    else:
+        submission_for(settings.data.submission)
 
 
 def check_scorable(settings, dataset) -> None:
     """Each benchmark sample's gold fields are what its scorer reads (e.g. VQAv2's annotator
     answers), tried by scoring the gold answer as if predicted, so that an annotation file
     lacking them fails now rather than after the model has run."""
-    items = getattr(dataset, "items", None)
-    if items is None:
-        return
+    items = dataset.items
     scorer = scorer_for(settings.data.scorer)
     for item in items:
         record = {"id": item["id"], "prediction": item["answer"], "answer": item["answer"]}
@@ -163,7 +191,27 @@ def evaluate_and_log(
     for picture in sorted(overlays.glob("*.png")):
         tracker.log_artifact(picture, artifact_path="overlays")
     print(results_table(metrics, settings), flush=True)
+    report_scoring(settings, dataset, records, (copy_to or predictions).parent, tracker)
     return metrics
+
+
+def report_scoring(settings, dataset, records: list[dict], directory: Path, tracker) -> None:
+    """Say where the run's split is scored (tag `vzexp.scored`, and the log): here by
+    data.scorer, or, for a split whose server holds the answers, by that server only, from the
+    submission file written into `directory` (beside the predictions) and logged."""
+    name = settings.data.name
+    if not server_scored(dataset):
+        tracker.set_tags({"vzexp.scored": f"here: data.scorer={settings.data.scorer}"})
+        log.info("data=%s: scored here by data.scorer=%s", name, settings.data.scorer)
+        return
+    submission = submission_for(settings.data.submission)
+    path = directory / submission.filename
+    submission.write(records, dataset, path)
+    tracker.log_artifact(path)
+    said = f"none: no gold answers; submit {path.name} to {submission.server}"
+    tracker.set_tags({"vzexp.scored": said})
+    log.info("data=%s: scored by its server only; submission file: %s", name, path)
+    print(f"scored: {said} ({path})", flush=True)
 
 
 def draw_overlays(installed, processor, dataset, count: int, directory: Path) -> None:

@@ -1,4 +1,5 @@
-"""task=score: the data config's scorer over an existing predictions file, no model.
+"""task=score: the data config's scorer over an existing predictions file, no model (a split
+its server scores: the submission file written again from it).
 
     python -m vzexp task=score data=pope task.predictions=outputs/.../predictions.jsonl
 
@@ -15,12 +16,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from vzexp.data.scoring import scorer_for
-from vzexp.engine.eval_loop import gold, sample_ids
+from vzexp.engine.eval_loop import gold, sample_ids, scorer_of
 from vzexp.engine.evaluate import summarize
 from vzexp.errors import ConfigError, MissingPathError
 from vzexp.tasks.base import Context, Task
-from vzexp.tasks.common import load_dataset, results_table
+from vzexp.tasks.common import load_dataset, report_scoring, results_table
 
 log = logging.getLogger("vzexp")
 
@@ -84,7 +84,7 @@ class ScoreTask(Task):
             )
         # scored now, against the benchmark's current gold answers: a file that cannot be
         # scored is refused before the run opens
-        scorer = scorer_for(settings.data.scorer)
+        scorer = scorer_of(settings.data.scorer, self.dataset)
         self.records.sort(key=lambda r: index[r["id"]])
         for record in self.records:
             if not record.get("skipped") and "turns" not in record:
@@ -110,6 +110,7 @@ class ScoreTask(Task):
         context.tracker.log_artifact(rescored)
         context.tracker.log_metrics(metrics)
         print(results_table(metrics, settings), flush=True)
+        report_scoring(settings, self.dataset, records, context.out, context.tracker)
         return metrics
 
 

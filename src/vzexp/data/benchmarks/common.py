@@ -225,7 +225,8 @@ class Benchmark(Dataset):
         if not root:
             raise MissingPathError(
                 f"data.dataset.root is not set: give the local directory of {self.name}, "
-                f"e.g. data={self.name} data.dataset.root=/data/{self.name}"
+                f"e.g. data.root=/data/{self.name}, or paths.eval_root=DIR holding a "
+                f"{self.name}/ folder"
             )
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
@@ -239,11 +240,14 @@ class Benchmark(Dataset):
 
     # ---- what a benchmark defines ---------------------------------------------------------------
     def read_llava(self, questions: str | None, annotations: str | None, images: str | None):
-        """LLaVA's layout: the question file, one gold record per question, the image folder."""
+        """LLaVA's layout: the question file, one gold record per question, the image folder.
+        `annotations=""` names no answer file: a split whose server holds the answers (VQAv2
+        test-dev), each item's answer None (vzexp.data.submission)."""
         files = self.llava_files
         self.images = self.root / (images or files["images"])
         self.rows = read_questions(self.root / (questions or files["questions"]))
-        golds = self.llava_golds(self.root / (annotations or files["annotations"]))
+        answers = files["annotations"] if annotations is None else annotations
+        golds = self.llava_golds(self.root / answers) if answers else [None] * len(self.rows)
         self.items = [self.from_llava(row, gold) for row, gold in zip(self.rows, golds)]
 
     def expand(self, i: int) -> list[dict]:
@@ -264,20 +268,21 @@ class Benchmark(Dataset):
             golds.append(gold)
         return golds
 
-    def from_llava(self, row: dict, gold: dict) -> dict:
-        """An item from LLaVA's question line (its text is the prompt) and its annotation."""
-        answer, answers, meta = gold_answer(gold)
+    def from_llava(self, row: dict, gold: dict | None) -> dict:
+        """An item from LLaVA's question line (its text is the prompt) and its annotation (None:
+        no gold answer, the answer is None)."""
+        answer, answers, meta = gold_answer(gold) if gold is not None else (None, None, {})
         meta.update({k: row[k] for k in ("category",) if k in row})
         if answers is not None:
             meta["answers"] = answers
         for key in ("options", "circular_id", "image_id", "question_type"):
-            if key in gold:
+            if key in (gold or {}):
                 meta[key] = gold[key]
         image = self.images / row["image"]
         return {
             "id": str(row["question_id"]),
             "question": row["text"],
-            "answer": str(answer),
+            "answer": None if gold is None else str(answer),
             "meta": meta,
             "image": lambda path=image: Image.open(path),
         }

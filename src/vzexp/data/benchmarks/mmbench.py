@@ -38,6 +38,11 @@ without it a record is its own group).
 
 Metrics: "accuracy" (circular, over questions) and "accuracy_single" (plain, over rows). No
 records give no metrics.
+
+The test split (`data=mmbench_test`) has no published answers: the OpenCompass server scores it
+(circularly, over the rotated copies its TSV holds as rows of their own), from the .xlsx
+`submission` writes (see `write_submission`). Each of its rows is asked once, in its own option
+order.
 """
 
 from __future__ import annotations
@@ -45,11 +50,13 @@ from __future__ import annotations
 import csv
 import re
 from collections import defaultdict
+from pathlib import Path
 
 from vzexp.data.benchmarks.common import LETTER, Benchmark, cell_text, lettered
 from vzexp.data.benchmarks.records import LETTERS, mean, meta, prediction
 from vzexp.data.scorer import Scorer
-from vzexp.errors import MissingPathError
+from vzexp.data.submission import Submission
+from vzexp.errors import ConfigError, MissingPathError
 
 NO_OPTION = "Z"  # VLMEvalKit's verdict "the output picks no option": final, never a gold letter
 STRIP_CHARS = ".()[],:;!*#{}"
@@ -149,6 +156,11 @@ scorer = make_scorer("mmbench", "2025")
 scorer_2026 = make_scorer("mmbench_2026", "2026")
 
 
+def item_id(index, shift: int) -> str:
+    """The sample id of a TSV row asked with its options rotated by `shift` (0: as given)."""
+    return f"{index}-r{shift}"
+
+
 class MMBench(Benchmark):
     """lmms-lab/MMBench (en dev), or with layout=llava the TSV LLaVA evaluates on
     (mmbench_dev_20230712.tsv: index, question, hint, A-D, answer, category, base64 image): each
@@ -166,9 +178,9 @@ class MMBench(Benchmark):
         csv.field_size_limit(1 << 30)  # base64 images are long cells
         with path.open(newline="") as f:
             self.rows = list(csv.DictReader(f, delimiter="\t"))
-        missing = {"index", "question", "A", "B", "answer", "image"} - set(
-            self.rows[0] if self.rows else {}
-        )
+        self.tsv = path
+        # the test split's TSV has no answer column (its server holds the answers)
+        missing = {"index", "question", "A", "B", "image"} - set(self.rows[0] if self.rows else {})
         if missing:
             raise MissingPathError(
                 f"data.dataset.questions={str(path)!r}: not MMBench's TSV (no {', '.join(sorted(missing))} column)"
@@ -178,18 +190,20 @@ class MMBench(Benchmark):
     def expand(self, i: int) -> list[dict]:
         row = self.rows[i]
         options = [cell_text(row.get(c)) for c in "ABCDEFGH" if cell_text(row.get(c))]
-        gold = ord(cell_text(row["answer"])) - 65
+        answer = cell_text(row.get("answer"))
+        gold = ord(answer) - 65 if answer else None
         hint = cell_text(row.get("hint"))
         items = []
-        for shift in range(len(options)):
+        # without an answer (the test split) the row is asked as it is, for the server
+        for shift in range(len(options) if answer else 1):
             rotated = options[shift:] + options[:shift]
             question = f"{hint}\n" if hint else ""
             question += f"{cell_text(row['question'])}\n{lettered(rotated)}\n{LETTER}"
             items.append(
                 {
-                    "id": f"{row['index']}-r{shift}",
+                    "id": item_id(row["index"], shift),
                     "question": question,
-                    "answer": chr(65 + (gold - shift) % len(options)),
+                    "answer": None if gold is None else chr(65 + (gold - shift) % len(options)),
                     "meta": {
                         "options": rotated,
                         "circular_id": int(row["index"]) % 1_000_000,
@@ -199,3 +213,47 @@ class MMBench(Benchmark):
                 }
             )
         return items
+
+
+# the columns LLaVA's script drops from the TSV (names compared case-insensitively: lmms-eval's
+# parquet spells one "L2-category")
+DROPPED = ("hint", "category", "source", "image", "comment", "l2-category")
+
+
+def submission_table(dataset):
+    """The benchmark's rows as a pandas DataFrame without their images: LLaVA's TSV read with
+    pandas as the script reads it, or lmms-eval's parquet rows."""
+    import pandas as pd
+
+    tsv: Path | None = getattr(dataset, "tsv", None)
+    if tsv is not None:
+        return pd.read_table(tsv)
+    rows = dataset.rows
+    return rows.remove_columns([c for c in rows.column_names if c == "image"]).to_pandas()
+
+
+def write_submission(records: list[dict], dataset, path: Path) -> None:
+    """The .xlsx the OpenCompass server scores, as haotian-liu/LLaVA
+    scripts/convert_mmbench_for_submission.py at commit c121f0432da27facab705978f83c4ada465e46fd
+    writes it: the benchmark TSV's rows less the columns hint, category, source, image, comment
+    and l2-category (those present: the script would stop at a missing one), a `prediction`
+    column inserted as the 7th (after index, question, A-D on MMBench's TSV), holding each row's
+    output as asked in its own option order (LLaVA asks each row once; rows without a prediction
+    are left empty), written with pandas' to_excel through openpyxl, without the frame's index."""
+    table = submission_table(dataset)
+    table = table.drop(columns=[c for c in table.columns if str(c).lower() in DROPPED])
+    table.insert(min(6, len(table.columns)), "prediction", None)
+    predicted = {r["id"]: prediction(r) for r in records if not r.get("skipped")}
+    table["prediction"] = [predicted.get(item_id(index, 0)) for index in table["index"]]
+    try:
+        table.to_excel(path, index=False, engine="openpyxl")
+    except ImportError:
+        raise ConfigError(
+            "data.submission", SUBMISSION, "the .xlsx needs openpyxl: pip install openpyxl"
+        ) from None
+
+
+SUBMISSION = "vzexp.data.benchmarks.mmbench.submission"
+submission = Submission(
+    "the OpenCompass MMBench server", "submission.xlsx", write_submission, requires=("openpyxl",)
+)
