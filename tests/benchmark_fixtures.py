@@ -57,7 +57,7 @@ def fixtures(base) -> dict[str, object]:
         },
     )
     roots["mme"] = write(
-        base / "mme",
+        base / "MME",  # the folder names of LLaVA's playground/data/eval
         {
             "question_id": ["count/1.jpg", "count/1.jpg"],
             "question": ["Are there two dogs? Please answer yes or no."] * 2,
@@ -105,7 +105,7 @@ def fixtures(base) -> dict[str, object]:
         },
     )
     roots["seed"] = write(
-        base / "seed",
+        base / "seed_bench",
         {
             "question_id": ["s1", "s2"],
             "question": ["How many?", "What is it?"],

@@ -158,7 +158,7 @@ class DataConfig:
 
 @dataclass
 class PathsConfig:
-    # the real benchmarks' files, one folder per benchmark (gqa/, mme/, pope/, ...) in LLaVA's
+    # the real benchmarks' files, one folder per benchmark (gqa/, MME/, pope/, ...) in LLaVA's
     # playground/data/eval layout or as lmms-eval's parquet snapshots; each benchmark's
     # data.root defaults to its folder there. null: unset (give data.root)
     eval_root: str | None = None
@@ -170,7 +170,7 @@ class PathsConfig:
             raise ConfigError(
                 "paths.eval_root",
                 self.eval_root,
-                "a directory with one folder per benchmark (gqa/, mme/, ...), e.g. "
+                "a directory with one folder per benchmark (gqa/, MME/, ...), e.g. "
                 "paths.eval_root=/data/eval, or null",
             )
 

@@ -40,7 +40,7 @@ def test_each_benchmark_reads_its_folder_under_one_root(name, model, tokens):
         del cfg["hydra"]
     settings = validate(cfg)
     assert settings.model.name == model and settings.model.path == "/tmp/y"
-    assert settings.data.dataset["root"] == "/tmp/x/mme"
+    assert settings.data.dataset["root"] == "/tmp/x/MME"  # LLaVA's folder name
 
 
 def test_the_paths_are_required(monkeypatch):

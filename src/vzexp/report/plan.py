@@ -75,6 +75,23 @@ def timing_for(pubs: list[Published], model: str, method: str, budget: int) -> t
     return t, f"{'paper' if e.paper else 'third party'} [{e.source}]"
 
 
+def benchmark_folder(name: str, eval_root: str) -> Path | None:
+    """The folder benchmark `name` reads under paths.eval_root, as its data config's `root`
+    names it (e.g. MME/ for data=mme)."""
+    from omegaconf import OmegaConf
+
+    from vzexp.config import register_configs
+    from vzexp.paths import config_dir
+
+    path = config_dir() / "data" / f"{name}.yaml"
+    if not path.is_file():
+        return None
+    register_configs()
+    node = OmegaConf.create({"paths": {"eval_root": eval_root}, "data": OmegaConf.load(path)})
+    root = OmegaConf.select(node, "data.root", default=None)
+    return Path(root) if root else None
+
+
 def estimate(experiment: str, names: list[str], root: str | None) -> tuple[str, list[Job], str]:
     model, overrides = sweep_jobs(experiment)
     pubs = [load(n) for n in names]
@@ -84,8 +101,8 @@ def estimate(experiment: str, names: list[str], root: str | None) -> tuple[str, 
     pope = None
     if root:
         for name in {o.get("data") for o in overrides} | {"pope"}:
-            folder = Path(root).expanduser() / str(name)
-            sizes[name] = rows_in(folder) if folder.is_dir() else None
+            folder = benchmark_folder(str(name), str(Path(root).expanduser()))
+            sizes[name] = rows_in(folder) if folder and folder.is_dir() else None
         pope = sizes.get("pope")
     jobs = []
     for o in overrides:
