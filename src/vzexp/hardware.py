@@ -62,7 +62,14 @@ PROBE_ROUNDS = (3, 200)  # but at least and at most this many rounds
 
 def cpu_features() -> dict[str, object]:
     """The CPU's name and instruction-set features as torch reports them (cpuinfo), else as
-    Linux's /proc/cpuinfo lists them, else only the name."""
+    Linux's /proc/cpuinfo lists them, else only the name; plus `aten_capability`, the vector
+    level torch dispatches its kernels at (`ATEN_CPU_CAPABILITY` can lower it below the CPU's)."""
+    features = _hardware_features()
+    features["aten_capability"] = torch.backends.cpu.get_cpu_capability()
+    return features
+
+
+def _hardware_features() -> dict[str, object]:
     report = getattr(getattr(torch._C, "_cpu", None), "_get_cpu_capability", None)
     if report is not None:
         try:
@@ -85,10 +92,14 @@ def cpu_features() -> dict[str, object]:
 
 
 def cpu_native(dtype: str, features: dict[str, object] | None = None) -> bool:
-    """Whether this CPU computes `dtype` in hardware (float32 always)."""
+    """Whether this CPU computes `dtype` in hardware (float32 always): one of its native features,
+    and torch dispatching at the AVX-512 level that uses them (at a lowered ATEN_CPU_CAPABILITY
+    the half dtype runs emulated, many times slower than float32)."""
     if dtype not in NATIVE_CPU_FEATURES:
         return True
     features = cpu_features() if features is None else features
+    if features.get("aten_capability", "AVX512") != "AVX512":
+        return False
     return any(features.get(name) is True for name in NATIVE_CPU_FEATURES[dtype])
 
 

@@ -36,8 +36,15 @@ def machine(monkeypatch, tmp_path):
         (False, False, AVX2, ("cpu", "float32", "cpu", "32-true")),
         (False, False, AVX512_BF16, ("cpu", "bfloat16", "cpu", "bf16-mixed")),
         (False, False, AMX, ("cpu", "bfloat16", "cpu", "bf16-mixed")),
+        # the hardware has it, but torch's kernels are held at AVX2 (ATEN_CPU_CAPABILITY=avx2)
+        (
+            False,
+            False,
+            {**AVX512_BF16, "aten_capability": "AVX2"},
+            ("cpu", "float32", "cpu", "32-true"),
+        ),
     ],
-    ids=["cuda-bf16", "cuda-no-bf16", "cpu-avx2", "cpu-avx512-bf16", "cpu-amx"],
+    ids=["cuda-bf16", "cuda-no-bf16", "cpu-avx2", "cpu-avx512-bf16", "cpu-amx", "cpu-aten-avx2"],
 )
 def test_auto_resolves_to_the_machine(machine, cuda, bf16, cpu, expected):
     machine(cuda=cuda, bf16=bf16, cpu=cpu)
@@ -172,6 +179,7 @@ def test_this_cpu_is_described_by_torch():
     described = hardware.cpu_capability()
     assert described.split()[0] == hardware.torch.backends.cpu.get_cpu_capability()
     assert ("avx512_bf16" in described) == (features.get("avx512_bf16") is True)
+    assert features["aten_capability"] == hardware.torch.backends.cpu.get_cpu_capability()
 
 
 def test_without_torchs_feature_report_the_features_come_from_proc_cpuinfo(monkeypatch):
