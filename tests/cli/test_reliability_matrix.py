@@ -17,7 +17,7 @@ from benchmark_fixtures import picture
 from mlflow.tracking import MlflowClient
 from vzexp_testing import run_cli
 
-from vzexp.tracking import store_lock
+from vzexp.tracking import PROCESS_TAG, store_lock
 
 FAST = ["data.limit=2", "task.max_new_tokens=1", "data.batch_size=2"]
 
@@ -146,6 +146,106 @@ def test_ctrl_c_in_a_sweep_is_one_line_and_ends_parent_and_child_killed(tmp_path
     found = runs(cli_env)
     assert sorted(r.info.status for r in found) == ["KILLED", "KILLED"]  # parent, first job
     assert any(r.data.tags.get("vzexp.sweep") == "parent" for r in found)
+
+
+# `python -m vzexp` with SIGTERM sent from inside its k-th write to the MLflow store: a SQLAlchemy
+# hook sends it after the write's SQL ran, while its transaction is still open; at exit the
+# number of writes is printed (k=0: no signal)
+SIGNAL_IN_WRITE = """
+import atexit, os, signal, sys
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+target, seen = int(sys.argv[1]), [0]
+
+@event.listens_for(Session, "after_flush_postexec")
+def signal_mid_write(session, context):
+    seen[0] += 1
+    if seen[0] == target:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+atexit.register(lambda: print(f"store writes: {seen[0]}", file=sys.stderr))
+sys.argv = ["vzexp", *sys.argv[2:]]
+from vzexp.__main__ import main
+main()
+"""
+
+
+def test_sigterm_during_store_writes_is_acted_on_once_the_write_is_done(tmp_path, cli_env):
+    """SIGTERM inside every other one of a run's MLflow writes (opening the store, creating the
+    run, its params, the evaluation's params, input and metrics), and inside the last: the write
+    completes, then the run stops as for any signal. The store is opened and the run created
+    with signals held, so a signal there finds the run open and ends it KILLED with its params;
+    one inside the very write that ends the run FINISHED leaves it FINISHED (its work was all
+    done). Never a traceback, never RUNNING."""
+
+    def launch(k: int) -> tuple[subprocess.Popen, dict[str, str]]:
+        cwd = tmp_path / f"write{k}"
+        cwd.mkdir()
+        env = {**cli_env, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}
+        args = [str(k), *FAST, "task.overlays=0"]
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SIGNAL_IN_WRITE, *args],
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        return proc, env
+
+    proc, _ = launch(0)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    writes = int(stderr.rsplit("store writes: ", 1)[1].split()[0])
+    assert writes >= 8  # the store, the run and its end, params, input, metrics
+    points = sorted({*range(1, writes, 2), writes})
+    for pair in (points[i : i + 2] for i in range(0, len(points), 2)):  # two processes at once
+        for k, proc, env in [(k, *launch(k)) for k in pair]:
+            _, stderr = proc.communicate(timeout=300)
+            assert proc.returncode == 143, (k, stderr[-3000:])
+            assert "Traceback" not in stderr, (k, stderr[-3000:])
+            [line] = vzexp_lines(stderr)
+            assert "stopped by SIGTERM" in line, (k, line)
+            [run] = runs(env)
+            assert run.info.status == ("FINISHED" if k == writes else "KILLED"), k
+            assert run.data.params and PROCESS_TAG in run.data.tags, k  # written whole
+            if k < writes:
+                assert run.data.tags["vzexp.error"].startswith("Interrupted"), k
+
+
+def test_ending_a_run_waits_out_a_locked_store(tmp_path, monkeypatch):
+    """A store locked by another writer when the run ends (MLflow gives up after its busy
+    timeout): the end is tried again until it is written, and the run does not stay RUNNING."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from vzexp import interrupt, tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setattr(tracking, "LOCKED_WAIT_SECONDS", 5.0)
+    real = MlflowClient.set_terminated
+    refusals = []
+
+    def locked_twice(self, run_id, *args, **kwargs):
+        if len(refusals) < 2:
+            refusals.append(run_id)
+            raise MlflowException("(sqlite3.OperationalError) database is locked")
+        return real(self, run_id, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "set_terminated", locked_twice)
+    with pytest.raises(interrupt.Interrupted):
+        with tracking.tracked_run(True, {"a": 1}, "vzexp", "locked", uri) as tracker:
+            raise interrupt.Interrupted(signal.SIGTERM)
+    assert len(refusals) == 2
+    run = MlflowClient(uri).get_run(tracker.info.run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["vzexp.error"].startswith("Interrupted")
+    # a lock that outlasts the wait: the failure is reported, the run left for the next one
+    refusals.clear()
+    monkeypatch.setattr(tracking, "LOCKED_WAIT_SECONDS", 0.0)
+    with pytest.raises(tracking.StoreError, match="could not be ended FINISHED"):
+        with tracking.tracked_run(True, {"a": 1}, "vzexp", "locked", uri):
+            pass
 
 
 # ---- concurrent first runs -------------------------------------------------------------------
