@@ -13,11 +13,10 @@ from pathlib import Path
 
 from torch.utils.data import Subset
 
-from vzexp import interrupt
 from vzexp.data.scoring import scorer_for
 from vzexp.engine.evaluate import EvalDataModule, Evaluator, SkipBadImages, summarize
 from vzexp.engine.predictions import PredictionStore, PredictionWriter
-from vzexp.engine.trainer import make_trainer
+from vzexp.engine.trainer import make_trainer, stoppable
 from vzexp.runtime import rank
 
 log = logging.getLogger("vzexp")
@@ -96,9 +95,10 @@ def evaluate(
             overlay_dir=overlay_dir if overlays else None,
             dialogue_baseline=getattr(task, "dialogue_baseline", False),
         )
-        with interrupt.deferred():  # a signal stops the loop once its batch is written
-            trainer.predict(evaluator, datamodule=datamodule, return_predictions=False)
-        interrupt.check()  # a signal during the last batch
+        # a signal stops the loop once its batch is written (PredictionWriter)
+        stoppable(
+            lambda: trainer.predict(evaluator, datamodule=datamodule, return_predictions=False)
+        )
         # every rank's part file is complete before rank 0 merges them (DDP)
         trainer.strategy.barrier("vzexp-predictions-written")
     if trainer.global_rank != 0:
