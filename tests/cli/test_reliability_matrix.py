@@ -6,6 +6,7 @@ Signal and concurrency cases run real `python -m vzexp` processes."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -340,6 +341,58 @@ def test_fixed_gold_answers_rescore_without_predicting_again_and_score_checks(tm
     assert [r.info.status for r in found] == ["FINISHED"] * 4
     assert found[-2].data.metrics["accuracy"] == new.data.metrics["accuracy"]
     assert found[-1].data.metrics["samples"] == 3
+
+
+def test_fixed_dialogue_answers_rescore_every_turn_without_predicting_again(tmp_path, cli_env):
+    tests = Path(__file__).resolve().parents[1]  # dialogue_fixtures, for the subprocess
+    env = {**cli_env, "PYTHONPATH": os.pathsep.join([str(tests), cli_env["PYTHONPATH"]])}
+    answers = tmp_path / "answers.json"
+    args = [
+        "data=shapes_dialogue",
+        "data.limit=3",
+        "data.dataset.turns=3",
+        "task.max_new_tokens=2",
+        "data.dataset._target_=dialogue_fixtures.DialoguesWithAnswers",
+        f"+data.dataset.answers={answers}",
+    ]
+    first = run_cli(args, env, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (path,) = (tmp_path / "predictions").glob("*.jsonl")
+    predicted = [json.loads(line) for line in path.read_text().splitlines()]
+    # the gold answers fixed: each first turn's answer is what was predicted, the later ones a
+    # word never predicted, so a re-scored run reports the share of first turns
+    fixed = {
+        r["id"]: [t["prediction"] if k == 0 else "never" for k, t in enumerate(r["turns"])]
+        for r in predicted
+    }
+    answers.write_text(json.dumps(fixed))
+    turns = [k for r in predicted for k in range(len(r["turns"]))]
+    expected = turns.count(0) / len(turns)
+    second = run_cli(args, env, tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "3 of 3 samples already done" in second.stdout + second.stderr
+    assert [p.name for p in (tmp_path / "predictions").glob("*.jsonl")] == [path.name]
+    again = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [[t["prediction"] for t in r["turns"]] for r in again] == [
+        [t["prediction"] for t in r["turns"]] for r in predicted
+    ]
+    old, new = sorted(runs(cli_env), key=lambda r: r.info.start_time)
+    assert new.data.metrics["samples"] == len(turns)
+    assert new.data.metrics["accuracy"] == pytest.approx(expected)
+    assert old.data.metrics["accuracy"] != pytest.approx(expected)
+    scored = sorted(tmp_path.glob("outputs/*/*/predictions.jsonl"))[-1]  # the second run's
+    for record in (json.loads(line) for line in scored.read_text().splitlines()):
+        assert [t["answer"] for t in record["turns"]] == fixed[record["id"]]
+        assert [t["correct"] for t in record["turns"]] == [
+            float(k == 0) for k in range(len(record["turns"]))
+        ]
+    # task=score re-scores a dialogue file against the fixed answers too
+    data = [a for a in args if not a.startswith("task.")]
+    score = run_cli(["task=score", f"task.predictions={path}", *data], env, tmp_path)
+    assert score.returncode == 0, score.stderr[-3000:]
+    assert sorted(runs(cli_env), key=lambda r: r.info.start_time)[-1].data.metrics[
+        "accuracy"
+    ] == pytest.approx(expected)
 
 
 # ---- one line, exit 2, before any model loads: nothing written, no run left ------------------
