@@ -5,6 +5,7 @@ Signal and concurrency cases run real `python -m vzexp` processes."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from benchmark_fixtures import picture
+from benchmark_fixtures import picture, real_benchmarks
 from mlflow.tracking import MlflowClient
 from vzexp_testing import run_cli
 
@@ -302,6 +303,97 @@ def test_the_data_digest_follows_questions_and_images_not_answers(tmp_path):
     assert data_digest(POPE(str(tmp_path), layout="llava")) == first
     picture(9).save(tmp_path / "val2014" / "2.png")  # an image replaced
     assert data_digest(POPE(str(tmp_path), layout="llava")) != first
+
+
+def rewrite_column(root: Path, column: str, change) -> None:
+    """`change` applied to row 0's `column` in the parquet files under root that have it,
+    rewritten in place (their schema, and so their `datasets` features, kept)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for path in sorted(root.rglob("*.parquet")):
+        table = pq.read_table(path)
+        if column not in table.column_names:
+            continue
+        values = table.column(column).to_pylist()
+        values[0] = change(values[0])
+        k = table.column_names.index(column)
+        field = table.schema.field(k)
+        pq.write_table(table.set_column(k, field, pa.array(values, type=field.type)), path)
+
+
+def changed_answer(value):
+    if isinstance(value, list):  # VQAv2's annotator answers
+        return [*value, "fixed"]
+    if isinstance(value, int):  # ScienceQA's index into the choices
+        return value ^ 1
+    return chr(ord(value) + 1) if len(value) == 1 else f"{value} fixed"  # a letter, or a word
+
+
+def changed_image(value):
+    png = io.BytesIO()
+    picture(99).save(png, format="PNG")
+    if isinstance(value, list):  # SEED-Bench: a list of images
+        return [changed_image(value[0]), *value[1:]]
+    return {**value, "bytes": png.getvalue()}
+
+
+@pytest.mark.parametrize("name", real_benchmarks())
+def test_the_parquet_digest_follows_questions_and_images_not_answers(tmp_path, name):
+    """lmms-eval's layout holds answers, questions and images in the same files: the digest in
+    the predictions key covers the columns the reader names as deciding a prediction only."""
+    from benchmark_fixtures import fixtures
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    from vzexp.list import source
+    from vzexp.tasks.common import data_digest
+
+    root = fixtures(tmp_path)[name]
+    reader = get_class(OmegaConf.create(source("data", name)).dataset["_target_"])
+    first = data_digest(reader(str(root)))
+    rewrite_column(root, "answers" if name in ("vqav2", "textvqa") else "answer", changed_answer)
+    assert data_digest(reader(str(root))) == first  # a gold answer fixed
+    rewrite_column(root, "question", lambda q: f"{q} Really?")
+    second = data_digest(reader(str(root)))
+    assert second != first  # a question changed
+    image = "image_1" if name == "mmmu" else "image"
+    rewrite_column(root, image, changed_image)
+    assert data_digest(reader(str(root))) != second  # an image replaced
+
+
+def test_a_parquet_answer_fix_rescores_and_a_question_change_predicts_again(tmp_path, cli_env):
+    from benchmark_fixtures import write
+
+    root = tmp_path / "pope"
+    columns = {
+        "question_id": ["1", "2", "3", "4"],
+        "question": ["Is there a dog in the image?"] * 4,
+        "answer": ["yes", "no", "no", "yes"],
+        "category": ["random"] * 4,
+        "image": [picture(k) for k in range(4)],
+    }
+    write(root, columns)
+    args = ["data=pope", f"data.root={root}", "model=tiny_random", "task.max_new_tokens=1"]
+    args.append("task.overlays=0")
+    first = run_cli(args, cli_env, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (path,) = (tmp_path / "predictions").glob("*.jsonl")
+    before = [json.loads(x)["prediction"] for x in path.read_text().splitlines()]
+    write(root, {**columns, "answer": ["no", "yes", "yes", "no"]})  # every gold answer fixed
+    second = run_cli(args, cli_env, tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "4 of 4 samples already done" in second.stdout + second.stderr
+    assert [p.name for p in (tmp_path / "predictions").glob("*.jsonl")] == [path.name]
+    assert [json.loads(x)["prediction"] for x in path.read_text().splitlines()] == before
+    old, new = sorted(runs(cli_env), key=lambda r: r.info.start_time)
+    assert new.data.metrics["accuracy"] == pytest.approx(1 - old.data.metrics["accuracy"])
+    questions = ["Is there a cat in the image?", *columns["question"][1:]]
+    write(root, {**columns, "question": questions})  # a question changed: predicted anew
+    third = run_cli(args, cli_env, tmp_path)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "already done" not in third.stdout + third.stderr
+    assert len(list((tmp_path / "predictions").glob("*.jsonl"))) == 2
 
 
 def test_fixed_gold_answers_rescore_without_predicting_again_and_score_checks(tmp_path, cli_env):
