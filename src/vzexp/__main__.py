@@ -124,14 +124,15 @@ def main() -> None:
         _entry()
     except (interrupt.Interrupted, KeyboardInterrupt) as exc:
         # a run or a whole sweep stopped by SIGTERM/SIGINT: the tracked run (and a sweep's parent)
-        # ended KILLED on the way out; the predictions written so far stay for the rerun
+        # ended KILLED on the way out; the predictions and checkpoints written so far stay for the
+        # rerun
         interrupt.note(exc)
         signum = exc.signum if isinstance(exc, interrupt.Interrupted) else 2
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(
-            f"vzexp: interrupted: stopped by {signal.Signals(signum).name}; the predictions "
-            "written so far are kept: rerun the same command to resume",
+            f"vzexp: interrupted: stopped by {signal.Signals(signum).name}; the predictions and "
+            "checkpoints written so far are kept: rerun the same command to resume",
             file=sys.stderr,
             flush=True,
         )

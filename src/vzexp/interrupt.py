@@ -3,8 +3,11 @@
 Outside a loop the signal raises `Interrupted` at once. Inside a loop (`deferred()`, entered by
 the engine around Lightning's predict/fit) it is only recorded, and the loop raises `Interrupted`
 at the end of the current batch (`check()`), once that batch's predictions are on disk. A second
-signal during a loop raises at once. The tracked run ends KILLED, the sweep parent too, and the
-CLI prints one line and exits with 128 + the signal's number, as a shell does."""
+signal during a loop raises at once. Inside a write that must not be cut short (`shielded()`, an
+MLflow store commit) every signal waits for the write to end: cut short, a SQLite transaction
+can keep the store locked for the writes that end the run. The tracked run ends KILLED, the sweep
+parent too, and the CLI prints one line and exits with 128 + the signal's number, as a shell
+does."""
 
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 _pending: int | None = None  # a signal received inside a loop, raised at its next batch end
 _deferring = 0  # depth of deferred() blocks
+_shielding = 0  # depth of shielded() blocks
+_urgent = False  # a second signal came during a shielded write: raised when the write ends
 _received: int | None = None  # any signal received by this process (the sweep parent reads it)
 
 
@@ -38,11 +43,18 @@ def received() -> int | None:
 
 
 def _handler(signum, frame) -> None:
-    global _pending, _received
+    global _pending, _received, _urgent
     _received = signum
+    if _shielding:  # acted on when the write ends
+        if _pending is None:
+            _pending = signum
+        else:
+            _urgent = True
+        return
     if _deferring and _pending is None:
         _pending = signum  # raised by check() once the current batch is written
         return
+    _pending, _urgent = None, False
     raise Interrupted(signum)
 
 
@@ -68,10 +80,31 @@ def deferred() -> Iterator[None]:
 
 def check() -> None:
     """At a batch end: raise the signal received during the batch, if any."""
-    global _pending
+    global _pending, _urgent
     if _pending is not None:
-        signum, _pending = _pending, None
+        signum, _pending, _urgent = _pending, None, False
         raise Interrupted(signum)
+
+
+def pending() -> int | None:
+    """The signal waiting for the end of the current batch, if one is."""
+    return _pending
+
+
+@contextmanager
+def shielded() -> Iterator[None]:
+    """A write that a signal must not cut short: a signal received during it is acted on once
+    it ends (raised then, or, inside a loop, at the loop's next batch end unless it is the
+    second signal). Also a decorator (`@shielded()`). A write that fails keeps the signal
+    waiting for the next `check()` or shielded write."""
+    global _shielding
+    _shielding += 1
+    try:
+        yield
+    finally:
+        _shielding -= 1
+    if not _shielding and _pending is not None and (_urgent or not _deferring):
+        check()
 
 
 def note(exc: BaseException) -> None:

@@ -18,6 +18,7 @@ that ran it, so parallel launchers report too), and the sweep ends with one line
 from __future__ import annotations
 
 import atexit
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -164,21 +165,24 @@ class MlflowSweepParent(Callback):
         self.fixed = [o for o, varies in parsed.items() if not varies]
         limit = OmegaConf.select(config, "data.limit")
         samples = f"data.limit={limit}" if limit is not None else "the whole benchmark"
-        run = self.client.create_run(
-            experiment_id,
-            run_name=title,
-            tags={
-                "vzexp.sweep": "parent",
-                "vzexp.sweep.overrides": " ".join(sweep)[:5000],
-                "vzexp.command": self.command[:5000],
-                "mlflow.note.content": description(self.command, self.grid, self.fixed, samples),
-                PROCESS_TAG: process_identity(),
-            },
-        )
-        self.run_id = run.info.run_id
-        (self.sweep_dir / PARENT_FILE).write_text(self.run_id)
-        atexit.register(self._end, "FAILED")  # unless on_multirun_end ends it first (KILLED
-        # when a signal stopped the sweep)
+        with interrupt.shielded():  # a signal meanwhile: raised once the parent can be ended
+            run = self.client.create_run(
+                experiment_id,
+                run_name=title,
+                tags={
+                    "vzexp.sweep": "parent",
+                    "vzexp.sweep.overrides": " ".join(sweep)[:5000],
+                    "vzexp.command": self.command[:5000],
+                    "mlflow.note.content": description(
+                        self.command, self.grid, self.fixed, samples
+                    ),
+                    PROCESS_TAG: process_identity(),
+                },
+            )
+            self.run_id = run.info.run_id
+            (self.sweep_dir / PARENT_FILE).write_text(self.run_id)
+            # unless on_multirun_end ends it first (KILLED when a signal stopped the sweep)
+            atexit.register(self._end_at_exit, "FAILED")
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         """A failed job is recorded on the parent (one tag per job, so parallel launchers never
@@ -202,16 +206,18 @@ class MlflowSweepParent(Callback):
             return
         from mlflow.tracking import MlflowClient
 
-        from vzexp.tracking import tracking_uri
+        from vzexp.tracking import retry_locked, tracking_uri
 
         client = self.client or MlflowClient(tracking_uri(logger.get("tracking_uri")))
-        client.set_tag(parent, f"vzexp.sweep.failed.{num}", reason[:5000])
+        with interrupt.shielded():
+            retry_locked(lambda: client.set_tag(parent, f"vzexp.sweep.failed.{num}", reason[:5000]))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         # a search sweeper's summary (hydra/sweeper=optuna) goes on the parent too
         results = Path(OmegaConf.select(config, "hydra.sweep.dir")) / "optuna_results.yaml"
         if self.client is not None and self.run_id and results.is_file():
-            self.client.log_artifact(self.run_id, str(results))
+            with interrupt.shielded():
+                self.client.log_artifact(self.run_id, str(results))
         self._summarize()  # a search sweeper goes on past failed trials
         self._end("FINISHED")
 
@@ -221,7 +227,18 @@ class MlflowSweepParent(Callback):
             print(summary, file=sys.stderr, flush=True)
         self.sweep_dir = None  # once
 
+    def _end_at_exit(self, status: str) -> None:
+        """`_end` from an exit hook, where a signal has nothing left to stop (and an exception
+        would be printed as a traceback)."""
+        with contextlib.suppress(interrupt.Interrupted):
+            self._end(status)
+
+    @interrupt.shielded()
     def _end(self, status: str) -> None:
+        """End the parent `status` (KILLED when a signal stopped the sweep), with signals held
+        and a locked store waited out, after its summary."""
+        from vzexp.tracking import retry_locked
+
         if self.client is None or self.run_id is None:
             return
         if interrupt.received() is not None:
@@ -231,7 +248,8 @@ class MlflowSweepParent(Callback):
                 self._summarize_parent()
             except Exception as exc:  # the summary is a convenience: the parent still ends
                 print(f"vzexp: sweep: parent summary not logged: {exc}", file=sys.stderr)
-            self.client.set_terminated(self.run_id, status=status)
+            run_id = self.run_id
+            retry_locked(lambda: self.client.set_terminated(run_id, status=status))
             print(
                 f"vzexp: sweep: parent run {self.run_id} in experiment {self.experiment!r}; "
                 f"browse it with: mlflow ui --backend-store-uri {self.uri}",

@@ -1,15 +1,23 @@
 """MLflow runs: one per job, flattened config as params; a failure ends the run FAILED, a signal
 KILLED, and a run whose process died without ending it (SIGKILL) is ended KILLED by the next run
 on this machine. A SQLite store is created under a file lock, so concurrent first runs do not
-race through MLflow's schema migration."""
+race through MLflow's schema migration.
+
+Every call that reads or writes the store runs with signals held (`interrupt.shielded()`): a
+SIGTERM or SIGINT is acted on once the call is done, never inside a SQLite transaction. The run's
+writes and its end wait out a store locked by another process or thread (`retry_locked`), so that
+a run stopped or failed is not left RUNNING."""
 
 from __future__ import annotations
 
 import fcntl
+import functools
+import logging
 import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +26,7 @@ from typing import Any
 from vzexp import interrupt
 from vzexp.errors import VzexpError, first_line
 
+log = logging.getLogger("vzexp")
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 # the file in a sweep's directory that names the sweep's parent run (vzexp.sweep writes it)
 PARENT_FILE = ".mlflow_parent_run"
@@ -92,25 +101,70 @@ class NullRun:
     def log_dataset(self, name: str, ids: list[str], **meta: Any) -> None: ...
 
 
+# how long a write waits out a store locked by another process or thread (MLflow's SQLite
+# connections also wait up to their busy timeout on each try)
+LOCKED_WAIT_SECONDS = 30.0
+
+
+def is_locked(exc: BaseException) -> bool:
+    """A SQLite store busy with another writer (MLflow wraps sqlite3's OperationalError)."""
+    return "database is locked" in str(exc) or "database is busy" in str(exc)
+
+
+def retry_locked(write, wait: float | None = None, first_delay: float = 0.5):
+    """`write()`, tried again with a growing pause while the store is locked, until `wait`
+    seconds (LOCKED_WAIT_SECONDS) have passed; any other error, or the lock outlasting the wait,
+    is raised."""
+    deadline = time.monotonic() + (LOCKED_WAIT_SECONDS if wait is None else wait)
+    delay = first_delay
+    while True:
+        try:
+            return write()
+        except Exception as exc:
+            if not is_locked(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(2 * delay, 8.0)
+
+
+def store_write(method):
+    """A write to the store: signals held until it is done (`interrupt.shielded`), a locked store
+    waited out (`retry_locked`)."""
+
+    @functools.wraps(method)
+    def write(*args, **kwargs):
+        with interrupt.shielded():
+            return retry_locked(lambda: method(*args, **kwargs))
+
+    return write
+
+
 class MlflowRun:
+    """The job's run; each call is one write to the store (`store_write`)."""
+
     def __init__(self, run):
         import mlflow
 
         self._mlflow, self.info = mlflow, run.info
 
+    @store_write
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         self._mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
+    @store_write
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
+    @store_write
     def set_tags(self, tags: dict[str, str]) -> None:
         self._mlflow.set_tags(tags)
 
+    @store_write
     def log_params(self, params: dict[str, Any]) -> None:
         """Params known only once the task runs (a key must not be logged twice)."""
         self._mlflow.log_params({k: str(v)[:MAX_PARAM_CHARS] for k, v in params.items()})
 
+    @store_write
     def log_dataset(self, name: str, ids: list[str], **meta: Any) -> None:
         """The evaluated samples as the run's input (the UI's Dataset column; see
         `dataset_input`)."""
@@ -171,6 +225,7 @@ def store_error(uri: str, exc: BaseException) -> StoreError:
     )
 
 
+@interrupt.shielded()
 def open_store(uri: str, experiment: str | None = None):
     """An MlflowClient on `uri` with its schema created (under the store lock), and the id of
     `experiment` (created when missing) when one is named."""
@@ -226,9 +281,11 @@ def process_alive(identity: str) -> bool:
 PROCESS_TAG = "vzexp.process"
 
 
+@interrupt.shielded()
 def end_orphans(client, experiment_id: str) -> list[str]:
     """End KILLED the runs of this experiment left RUNNING by a process of this machine that
-    no longer runs (SIGKILL, power loss); returns their ids."""
+    no longer runs (SIGKILL, power loss); returns their ids. A run the store refuses to end now
+    stays for the next run to try (this run goes on)."""
     ended = []
     try:
         found = client.search_runs(
@@ -239,15 +296,53 @@ def end_orphans(client, experiment_id: str) -> list[str]:
     for run in found:
         identity = run.data.tags.get(PROCESS_TAG)
         if identity and not process_alive(identity):
-            client.set_tag(
-                run.info.run_id,
-                "vzexp.error",
-                f"Killed: its process ({identity}) ended without ending the run; ended by a "
-                "later run on this machine",
-            )
-            client.set_terminated(run.info.run_id, status="KILLED")
+            try:
+                client.set_tag(
+                    run.info.run_id,
+                    "vzexp.error",
+                    f"Killed: its process ({identity}) ended without ending the run; ended by a "
+                    "later run on this machine",
+                )
+                client.set_terminated(run.info.run_id, status="KILLED")
+            except Exception as exc:
+                log.warning(
+                    "run %s left RUNNING by a dead process: not ended (%s)",
+                    run.info.run_id,
+                    first_line(exc),
+                )
+                continue
             ended.append(run.info.run_id)
     return ended
+
+
+@interrupt.shielded()
+def end_run(client, run_id: str, status: str, error: str | None = None) -> None:
+    """End the job's run `run_id` with `status` (and `error` as its `vzexp.error` tag), waiting
+    out a locked store (`retry_locked`). The tag is best effort: the run is ended without it
+    when the store refuses it. Raises StoreError when the run cannot be ended; it stays RUNNING
+    until the next run on this machine ends it KILLED (`end_orphans`)."""
+    import mlflow
+
+    if error is not None:
+        try:
+            retry_locked(lambda: client.set_tag(run_id, "vzexp.error", error[:5000]))
+        except Exception as exc:
+            log.warning("run %s: the vzexp.error tag was not written (%s)", run_id, first_line(exc))
+
+    def terminate() -> None:
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == run_id:
+            mlflow.end_run(status)  # also stops its system-metrics thread
+        else:  # a try before this one left the active runs already
+            client.set_terminated(run_id, status=status)
+
+    try:
+        retry_locked(terminate)
+    except Exception as exc:
+        raise StoreError(
+            f"the MLflow run {run_id} could not be ended {status} ({first_line(exc)}); the next "
+            "run on this machine ends it KILLED"
+        ) from None
 
 
 @contextmanager
@@ -266,34 +361,42 @@ def tracked_run(
     import mlflow
 
     uri = tracking_uri(uri)
-    client, experiment_id = open_store(uri, experiment_name)
-    end_orphans(client, experiment_id)
-    mark_model_training(client, client.get_experiment(experiment_id))
-    mlflow.set_tracking_uri(uri)
     base_tags = {"vzexp.command": typed_command(), PROCESS_TAG: process_identity()}
     if commit := git_commit():
         base_tags["mlflow.source.git.commit"] = commit
+    run = client = None
     try:
-        # None leaves MLflow's own switch (MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING) in charge
-        run = mlflow.start_run(
-            run_name=run_name,
-            experiment_id=experiment_id,
-            log_system_metrics=system_metrics or None,
-        )
-    except Exception as exc:  # e.g. a read-only database file
-        raise store_error(uri, exc) from None
-    with run:
-        try:
-            mlflow.set_tags({**base_tags, **(tags or {})})
-            mlflow.log_params(flatten(params))
-            yield MlflowRun(run)
-        except BaseException as exc:
+        with interrupt.shielded():  # a signal meanwhile is raised once the run is open
+            client, experiment_id = open_store(uri, experiment_name)
+            end_orphans(client, experiment_id)
+            mark_model_training(client, client.get_experiment(experiment_id))
+            mlflow.set_tracking_uri(uri)
+            try:
+                # None leaves MLflow's own switch (MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING) in charge
+                run = mlflow.start_run(
+                    run_name=run_name,
+                    experiment_id=experiment_id,
+                    log_system_metrics=system_metrics or None,
+                )
+            except Exception as exc:  # e.g. a read-only database file
+                raise store_error(uri, exc) from None
+            retry_locked(lambda: mlflow.set_tags({**base_tags, **(tags or {})}))
+            retry_locked(lambda: mlflow.log_params(flatten(params)))
+        yield MlflowRun(run)
+    except BaseException as exc:
+        if run is not None:
             killed = isinstance(exc, (interrupt.Interrupted, KeyboardInterrupt))
             try:
-                mlflow.set_tag("vzexp.error", f"{type(exc).__name__}: {exc}"[:5000])
-            finally:  # the run is ended even when the store refuses the tag
-                mlflow.end_run(status="KILLED" if killed else "FAILED")
-            raise
+                end_run(
+                    client,
+                    run.info.run_id,
+                    "KILLED" if killed else "FAILED",
+                    f"{type(exc).__name__}: {exc}",
+                )
+            except StoreError as failed:  # what stopped the run is what gets reported
+                log.warning("%s", failed)
+        raise
+    end_run(client, run.info.run_id, "FINISHED")
 
 
 def dataset_input(name: str, ids: list[str], **meta: Any):
@@ -348,6 +451,7 @@ EXPERIMENT_KIND = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"
 
 
+@interrupt.shielded()
 def mark_model_training(client, experiment) -> None:
     """Record `experiment` as a model-training experiment unless a kind is recorded already
     (a user's choice in the UI stands)."""

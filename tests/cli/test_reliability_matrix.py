@@ -5,7 +5,9 @@ Signal and concurrency cases run real `python -m vzexp` processes."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -13,11 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from benchmark_fixtures import picture
+from benchmark_fixtures import picture, real_benchmarks
 from mlflow.tracking import MlflowClient
 from vzexp_testing import run_cli
 
-from vzexp.tracking import store_lock
+from vzexp.tracking import PROCESS_TAG, store_lock
 
 FAST = ["data.limit=2", "task.max_new_tokens=1", "data.batch_size=2"]
 
@@ -148,6 +150,106 @@ def test_ctrl_c_in_a_sweep_is_one_line_and_ends_parent_and_child_killed(tmp_path
     assert any(r.data.tags.get("vzexp.sweep") == "parent" for r in found)
 
 
+# `python -m vzexp` with SIGTERM sent from inside its k-th write to the MLflow store: a SQLAlchemy
+# hook sends it after the write's SQL ran, while its transaction is still open; at exit the
+# number of writes is printed (k=0: no signal)
+SIGNAL_IN_WRITE = """
+import atexit, os, signal, sys
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+target, seen = int(sys.argv[1]), [0]
+
+@event.listens_for(Session, "after_flush_postexec")
+def signal_mid_write(session, context):
+    seen[0] += 1
+    if seen[0] == target:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+atexit.register(lambda: print(f"store writes: {seen[0]}", file=sys.stderr))
+sys.argv = ["vzexp", *sys.argv[2:]]
+from vzexp.__main__ import main
+main()
+"""
+
+
+def test_sigterm_during_store_writes_is_acted_on_once_the_write_is_done(tmp_path, cli_env):
+    """SIGTERM inside every other one of a run's MLflow writes (opening the store, creating the
+    run, its params, the evaluation's params, input and metrics), and inside the last: the write
+    completes, then the run stops as for any signal. The store is opened and the run created
+    with signals held, so a signal there finds the run open and ends it KILLED with its params;
+    one inside the very write that ends the run FINISHED leaves it FINISHED (its work was all
+    done). Never a traceback, never RUNNING."""
+
+    def launch(k: int) -> tuple[subprocess.Popen, dict[str, str]]:
+        cwd = tmp_path / f"write{k}"
+        cwd.mkdir()
+        env = {**cli_env, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}
+        args = [str(k), *FAST, "task.overlays=0"]
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SIGNAL_IN_WRITE, *args],
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        return proc, env
+
+    proc, _ = launch(0)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    writes = int(stderr.rsplit("store writes: ", 1)[1].split()[0])
+    assert writes >= 8  # the store, the run and its end, params, input, metrics
+    points = sorted({*range(1, writes, 2), writes})
+    for pair in (points[i : i + 2] for i in range(0, len(points), 2)):  # two processes at once
+        for k, proc, env in [(k, *launch(k)) for k in pair]:
+            _, stderr = proc.communicate(timeout=300)
+            assert proc.returncode == 143, (k, stderr[-3000:])
+            assert "Traceback" not in stderr, (k, stderr[-3000:])
+            [line] = vzexp_lines(stderr)
+            assert "stopped by SIGTERM" in line, (k, line)
+            [run] = runs(env)
+            assert run.info.status == ("FINISHED" if k == writes else "KILLED"), k
+            assert run.data.params and PROCESS_TAG in run.data.tags, k  # written whole
+            if k < writes:
+                assert run.data.tags["vzexp.error"].startswith("Interrupted"), k
+
+
+def test_ending_a_run_waits_out_a_locked_store(tmp_path, monkeypatch):
+    """A store locked by another writer when the run ends (MLflow gives up after its busy
+    timeout): the end is tried again until it is written, and the run does not stay RUNNING."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from vzexp import interrupt, tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setattr(tracking, "LOCKED_WAIT_SECONDS", 5.0)
+    real = MlflowClient.set_terminated
+    refusals = []
+
+    def locked_twice(self, run_id, *args, **kwargs):
+        if len(refusals) < 2:
+            refusals.append(run_id)
+            raise MlflowException("(sqlite3.OperationalError) database is locked")
+        return real(self, run_id, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "set_terminated", locked_twice)
+    with pytest.raises(interrupt.Interrupted):
+        with tracking.tracked_run(True, {"a": 1}, "vzexp", "locked", uri) as tracker:
+            raise interrupt.Interrupted(signal.SIGTERM)
+    assert len(refusals) == 2
+    run = MlflowClient(uri).get_run(tracker.info.run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["vzexp.error"].startswith("Interrupted")
+    # a lock that outlasts the wait: the failure is reported, the run left for the next one
+    refusals.clear()
+    monkeypatch.setattr(tracking, "LOCKED_WAIT_SECONDS", 0.0)
+    with pytest.raises(tracking.StoreError, match="could not be ended FINISHED"):
+        with tracking.tracked_run(True, {"a": 1}, "vzexp", "locked", uri):
+            pass
+
+
 # ---- concurrent first runs -------------------------------------------------------------------
 
 
@@ -203,6 +305,97 @@ def test_the_data_digest_follows_questions_and_images_not_answers(tmp_path):
     assert data_digest(POPE(str(tmp_path), layout="llava")) != first
 
 
+def rewrite_column(root: Path, column: str, change) -> None:
+    """`change` applied to row 0's `column` in the parquet files under root that have it,
+    rewritten in place (their schema, and so their `datasets` features, kept)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for path in sorted(root.rglob("*.parquet")):
+        table = pq.read_table(path)
+        if column not in table.column_names:
+            continue
+        values = table.column(column).to_pylist()
+        values[0] = change(values[0])
+        k = table.column_names.index(column)
+        field = table.schema.field(k)
+        pq.write_table(table.set_column(k, field, pa.array(values, type=field.type)), path)
+
+
+def changed_answer(value):
+    if isinstance(value, list):  # VQAv2's annotator answers
+        return [*value, "fixed"]
+    if isinstance(value, int):  # ScienceQA's index into the choices
+        return value ^ 1
+    return chr(ord(value) + 1) if len(value) == 1 else f"{value} fixed"  # a letter, or a word
+
+
+def changed_image(value):
+    png = io.BytesIO()
+    picture(99).save(png, format="PNG")
+    if isinstance(value, list):  # SEED-Bench: a list of images
+        return [changed_image(value[0]), *value[1:]]
+    return {**value, "bytes": png.getvalue()}
+
+
+@pytest.mark.parametrize("name", real_benchmarks())
+def test_the_parquet_digest_follows_questions_and_images_not_answers(tmp_path, name):
+    """lmms-eval's layout holds answers, questions and images in the same files: the digest in
+    the predictions key covers the columns the reader names as deciding a prediction only."""
+    from benchmark_fixtures import fixtures
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    from vzexp.list import source
+    from vzexp.tasks.common import data_digest
+
+    root = fixtures(tmp_path)[name]
+    reader = get_class(OmegaConf.create(source("data", name)).dataset["_target_"])
+    first = data_digest(reader(str(root)))
+    rewrite_column(root, "answers" if name in ("vqav2", "textvqa") else "answer", changed_answer)
+    assert data_digest(reader(str(root))) == first  # a gold answer fixed
+    rewrite_column(root, "question", lambda q: f"{q} Really?")
+    second = data_digest(reader(str(root)))
+    assert second != first  # a question changed
+    image = "image_1" if name == "mmmu" else "image"
+    rewrite_column(root, image, changed_image)
+    assert data_digest(reader(str(root))) != second  # an image replaced
+
+
+def test_a_parquet_answer_fix_rescores_and_a_question_change_predicts_again(tmp_path, cli_env):
+    from benchmark_fixtures import write
+
+    root = tmp_path / "pope"
+    columns = {
+        "question_id": ["1", "2", "3", "4"],
+        "question": ["Is there a dog in the image?"] * 4,
+        "answer": ["yes", "no", "no", "yes"],
+        "category": ["random"] * 4,
+        "image": [picture(k) for k in range(4)],
+    }
+    write(root, columns)
+    args = ["data=pope", f"data.root={root}", "model=tiny_random", "task.max_new_tokens=1"]
+    args.append("task.overlays=0")
+    first = run_cli(args, cli_env, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (path,) = (tmp_path / "predictions").glob("*.jsonl")
+    before = [json.loads(x)["prediction"] for x in path.read_text().splitlines()]
+    write(root, {**columns, "answer": ["no", "yes", "yes", "no"]})  # every gold answer fixed
+    second = run_cli(args, cli_env, tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "4 of 4 samples already done" in second.stdout + second.stderr
+    assert [p.name for p in (tmp_path / "predictions").glob("*.jsonl")] == [path.name]
+    assert [json.loads(x)["prediction"] for x in path.read_text().splitlines()] == before
+    old, new = sorted(runs(cli_env), key=lambda r: r.info.start_time)
+    assert new.data.metrics["accuracy"] == pytest.approx(1 - old.data.metrics["accuracy"])
+    questions = ["Is there a cat in the image?", *columns["question"][1:]]
+    write(root, {**columns, "question": questions})  # a question changed: predicted anew
+    third = run_cli(args, cli_env, tmp_path)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "already done" not in third.stdout + third.stderr
+    assert len(list((tmp_path / "predictions").glob("*.jsonl"))) == 2
+
+
 def test_fixed_gold_answers_rescore_without_predicting_again_and_score_checks(tmp_path, cli_env):
     data = llava_pope(tmp_path / "pope")
     args = [*data, "model=tiny_random", "task.max_new_tokens=1", "task.overlays=0"]
@@ -240,6 +433,58 @@ def test_fixed_gold_answers_rescore_without_predicting_again_and_score_checks(tm
     assert [r.info.status for r in found] == ["FINISHED"] * 4
     assert found[-2].data.metrics["accuracy"] == new.data.metrics["accuracy"]
     assert found[-1].data.metrics["samples"] == 3
+
+
+def test_fixed_dialogue_answers_rescore_every_turn_without_predicting_again(tmp_path, cli_env):
+    tests = Path(__file__).resolve().parents[1]  # dialogue_fixtures, for the subprocess
+    env = {**cli_env, "PYTHONPATH": os.pathsep.join([str(tests), cli_env["PYTHONPATH"]])}
+    answers = tmp_path / "answers.json"
+    args = [
+        "data=shapes_dialogue",
+        "data.limit=3",
+        "data.dataset.turns=3",
+        "task.max_new_tokens=2",
+        "data.dataset._target_=dialogue_fixtures.DialoguesWithAnswers",
+        f"+data.dataset.answers={answers}",
+    ]
+    first = run_cli(args, env, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (path,) = (tmp_path / "predictions").glob("*.jsonl")
+    predicted = [json.loads(line) for line in path.read_text().splitlines()]
+    # the gold answers fixed: each first turn's answer is what was predicted, the later ones a
+    # word never predicted, so a re-scored run reports the share of first turns
+    fixed = {
+        r["id"]: [t["prediction"] if k == 0 else "never" for k, t in enumerate(r["turns"])]
+        for r in predicted
+    }
+    answers.write_text(json.dumps(fixed))
+    turns = [k for r in predicted for k in range(len(r["turns"]))]
+    expected = turns.count(0) / len(turns)
+    second = run_cli(args, env, tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "3 of 3 samples already done" in second.stdout + second.stderr
+    assert [p.name for p in (tmp_path / "predictions").glob("*.jsonl")] == [path.name]
+    again = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [[t["prediction"] for t in r["turns"]] for r in again] == [
+        [t["prediction"] for t in r["turns"]] for r in predicted
+    ]
+    old, new = sorted(runs(cli_env), key=lambda r: r.info.start_time)
+    assert new.data.metrics["samples"] == len(turns)
+    assert new.data.metrics["accuracy"] == pytest.approx(expected)
+    assert old.data.metrics["accuracy"] != pytest.approx(expected)
+    scored = sorted(tmp_path.glob("outputs/*/*/predictions.jsonl"))[-1]  # the second run's
+    for record in (json.loads(line) for line in scored.read_text().splitlines()):
+        assert [t["answer"] for t in record["turns"]] == fixed[record["id"]]
+        assert [t["correct"] for t in record["turns"]] == [
+            float(k == 0) for k in range(len(record["turns"]))
+        ]
+    # task=score re-scores a dialogue file against the fixed answers too
+    data = [a for a in args if not a.startswith("task.")]
+    score = run_cli(["task=score", f"task.predictions={path}", *data], env, tmp_path)
+    assert score.returncode == 0, score.stderr[-3000:]
+    assert sorted(runs(cli_env), key=lambda r: r.info.start_time)[-1].data.metrics[
+        "accuracy"
+    ] == pytest.approx(expected)
 
 
 # ---- one line, exit 2, before any model loads: nothing written, no run left ------------------

@@ -137,6 +137,57 @@ def test_a_killed_tuning_resumes_from_its_checkpoint_to_the_same_projector(tmp_p
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6)
 
 
+def test_sigterm_stops_the_tuning_at_the_next_step_and_a_rerun_resumes(tmp_path, cli_env):
+    """SIGTERM during the second epoch or later: the step in progress finishes, the run ends
+    KILLED in one line with exit 143, the last finished epoch's checkpoint is what is left, and
+    the same command resumes from it (redoing the epoch cut short) to the projector of a run
+    never stopped."""
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    whole.mkdir(), stopped.mkdir()
+    args = [*SMALL, "train_data.scenes=48", "task.epochs=8", "task.baseline=false"]
+    steps_per_epoch, total = 3, 24  # 48 records in batches of 16, 8 epochs
+    assert run_cli([*args, "logger=none"], cli_env, whole).returncode == 0
+    with open(tmp_path / "stderr", "w+") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vzexp", *args],
+            cwd=stopped,
+            env=cli_env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        deadline = time.time() + 240
+        while not list(stopped.glob("checkpoints/*/last.ckpt")) and time.time() < deadline:
+            assert proc.poll() is None, "the run ended before the first epoch's checkpoint"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=240)
+        err.seek(0)
+        stderr = err.read()
+    assert proc.returncode == 143, stderr[-3000:]
+    assert "Traceback" not in stderr
+    [line] = [x for x in stderr.splitlines() if x.startswith("vzexp:")]
+    assert "stopped by SIGTERM" in line and "rerun" in line
+    client, [run] = finished_runs(cli_env)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["vzexp.error"].startswith("Interrupted")
+    (checkpoint,) = stopped.glob("checkpoints/*/last.ckpt")
+    saved = torch.load(checkpoint, weights_only=False)["global_step"]
+    assert saved % steps_per_epoch == 0 and 0 < saved < total  # an epoch's end, mid-training
+    logged = [h.step for h in client.get_metric_history(run.info.run_id, "tune/loss")]
+    assert logged == list(range(len(logged))) and saved <= len(logged) < total
+    assert not list(stopped.glob("outputs/*/*/projector")), "the tuning was not stopped"
+
+    resumed = run_cli(args, cli_env, stopped)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming the tuning from" in resumed.stderr + resumed.stdout
+    client, [_, finished] = finished_runs(cli_env)
+    assert finished.info.status == "FINISHED"
+    assert finished.data.metrics["tune/steps"] == total
+    a, b = projector(whole), projector(stopped)
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6)
+
+
 def test_stages_run_in_order_each_from_the_weights_the_stage_before_left(tmp_path, cli_env):
     """A two-stage recipe trains what the same two stages give as two commands, the second
     loading the first's projector: one MLflow run, each stage's loss under its own name."""

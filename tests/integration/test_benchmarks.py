@@ -229,6 +229,21 @@ def test_llava_layout_mmbench_tsv_and_seed_json(tmp_path):
     assert [ds[i].answer for i in range(len(ds))] == ["B", "A"]  # two rotations
     assert ds[0].question == f"Which?\nA. cat\nB. dog\n{LETTER}"
     assert np.array_equal(np.asarray(ds[0].image), np.asarray(picture(0)))
+    # the TSV holds the images beside the answers: its digest follows the image, not the answer
+    from vzexp.tasks.common import data_digest
+
+    first = data_digest(ds)
+    (tmp_path / "mmbench_dev_20230712.tsv").write_text(
+        header + f"3\tWhich?\t\tcat\tdog\t\t\tA\tanimals\t{encoded}\n"
+    )
+    assert data_digest(mmbench.MMBench(str(tmp_path), layout="llava")) == first
+    buffer = io.BytesIO()
+    picture(1).save(buffer, format="PNG")
+    other = base64.b64encode(buffer.getvalue()).decode()
+    (tmp_path / "mmbench_dev_20230712.tsv").write_text(
+        header + f"3\tWhich?\t\tcat\tdog\t\t\tA\tanimals\t{other}\n"
+    )
+    assert data_digest(mmbench.MMBench(str(tmp_path), layout="llava")) != first
     (tmp_path / "bad.tsv").write_text("a\tb\n1\t2\n")
     with pytest.raises(MissingPathError, match="not MMBench's TSV"):
         mmbench.MMBench(str(tmp_path), layout="llava", questions="bad.tsv")

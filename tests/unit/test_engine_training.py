@@ -121,3 +121,58 @@ def test_a_log_file_gets_progress_lines_instead_of_a_bar(caplog):
         f"training: {n}/6 batches" for n in range(1, 7)
     ]
     assert "s per batch" in lines[0] and "s left" in lines[0] and "s left" not in lines[-1]
+
+
+class _SignalAtStep(_Regression):
+    """Sends `signum` to this process from inside training step `at`; records the steps run."""
+
+    def __init__(self, signum, at: int):
+        super().__init__()
+        self.signum, self.at, self.steps = signum, at, []
+
+    def forward(self, batch):
+        import os
+
+        self.steps.append(len(self.steps))
+        if self.steps[-1] == self.at:
+            os.kill(os.getpid(), self.signum)
+        return super().forward(batch)
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_a_signal_during_training_stops_the_fit_at_the_end_of_that_step(signum, monkeypatch):
+    """With vzexp's handlers installed (as `python -m vzexp` does), a real signal during step 3
+    lets that step finish (its optimiser update applied), starts no later step and stops the
+    fit with Interrupted: for SIGTERM too, which Lightning also handles itself."""
+    import signal
+
+    from omegaconf import OmegaConf
+
+    from vzexp import interrupt
+    from vzexp.engine.trainer import stoppable
+
+    signum = signal.Signals[signum]
+    monkeypatch.setattr(interrupt, "_received", None)
+    handlers = {s: signal.getsignal(s) for s in interrupt.SIGNALS}
+    trainer_cfg = OmegaConf.create(
+        dict(accelerator="cpu", devices=1, num_nodes=1, strategy="auto", precision="32-true")
+    )
+    net = _SignalAtStep(signum, at=3)
+    trainer = make_trainer(
+        trainer_cfg, max_steps=20, max_epochs=-1, enable_progress_bar=False, logger=False
+    )
+    module = StepModule(
+        net, lr=0.1, weight_decay=0.0, warmup_steps=1, total_steps=20, schedule="constant"
+    )
+    loader = torch.utils.data.DataLoader(_Epochs(), batch_size=2)
+    interrupt.install()
+    try:
+        with pytest.raises(interrupt.Interrupted) as stopped:
+            stoppable(lambda: trainer.fit(module, train_dataloaders=loader))
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    assert stopped.value.signum == signum
+    assert net.steps == [0, 1, 2, 3]
+    assert trainer.global_step == 4  # step 3's update was applied before the stop
+    assert interrupt.pending() is None

@@ -16,7 +16,8 @@ from benchmark_fixtures import fixtures, picture
 
 from vzexp.data.benchmarks import mmbench, vqav2
 from vzexp.data.benchmarks.common import SHORT
-from vzexp.data.submission import UNSCORED, server_scored, submission_for
+from vzexp.data.scoring import submission_for
+from vzexp.data.submission import UNSCORED, server_scored
 from vzexp.engine.eval_loop import scorer_of
 from vzexp.engine.evaluate import summarize
 from vzexp.errors import ConfigError

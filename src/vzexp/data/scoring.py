@@ -8,6 +8,7 @@ new benchmark is one module, one data YAML naming it, and its test, with no tabl
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
 from collections.abc import Callable
 
@@ -18,6 +19,7 @@ from vzexp.data.scorer import (  # noqa: F401 (the engine's and tests' names for
     exact_match,
     normalize_answer,
 )
+from vzexp.data.submission import Submission
 from vzexp.errors import ConfigError, first_line
 
 _KEY = "data.scorer"
@@ -83,3 +85,29 @@ def scorer_for(value: str) -> Scorer:
             _KEY, value, f"{attr} is not a Scorer (name, sample, metrics); {_allowed()}"
         )
     return scorer
+
+
+_SUBMISSION_KEY = "data.submission"
+
+
+def _allowed_submissions() -> str:
+    return (
+        "null, or the dotted path of a vzexp.data.submission.Submission (module.attribute); "
+        f"built in: {', '.join(builtin_objects(Submission))}"
+    )
+
+
+def submission_for(value: str) -> Submission:
+    """The Submission `data.submission` names; one ConfigError line when it is not one or when
+    a module its writer needs is not installed."""
+    found = dotted_object(_SUBMISSION_KEY, value, _allowed_submissions)
+    if not isinstance(found, Submission):
+        raise ConfigError(_SUBMISSION_KEY, value, f"not a Submission; {_allowed_submissions()}")
+    for module in found.requires:
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(
+                _SUBMISSION_KEY,
+                value,
+                f"the file for {found.server} needs {module}: pip install {module}",
+            )
+    return found

@@ -6,22 +6,18 @@ on it scores nothing (its metrics are the sample count and the timings) and writ
 answer is refused before the model loads (vzexp.tasks.common.load_dataset).
 
 `data.submission` is the dotted path of a `Submission` that the benchmark's module defines, as
-`data.scorer` names its Scorer: e.g. vzexp.data.benchmarks.vqav2.submission.
+`data.scorer` names its Scorer: e.g. vzexp.data.benchmarks.vqav2.submission
+(vzexp.data.scoring.submission_for looks it up).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vzexp.data.scorer import Scorer
-from vzexp.data.scoring import builtin_objects, dotted_object
-from vzexp.errors import ConfigError
-
-KEY = "data.submission"
 
 
 @dataclass(frozen=True)
@@ -46,24 +42,3 @@ def server_scored(dataset) -> bool:
     generated datasets (no `items`) always have theirs."""
     items = getattr(dataset, "items", None)
     return bool(items) and all(item["answer"] is None for item in items)
-
-
-def _allowed() -> str:
-    return (
-        "null, or the dotted path of a vzexp.data.submission.Submission (module.attribute); "
-        f"built in: {', '.join(builtin_objects(Submission))}"
-    )
-
-
-def submission_for(value: str) -> Submission:
-    """The Submission `data.submission` names; one ConfigError line when it is not one or when
-    a module its writer needs is not installed."""
-    found = dotted_object(KEY, value, _allowed)
-    if not isinstance(found, Submission):
-        raise ConfigError(KEY, value, f"not a Submission; {_allowed()}")
-    for module in found.requires:
-        if importlib.util.find_spec(module) is None:
-            raise ConfigError(
-                KEY, value, f"the file for {found.server} needs {module}: pip install {module}"
-            )
-    return found

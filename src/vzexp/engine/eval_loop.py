@@ -13,12 +13,12 @@ from pathlib import Path
 
 from torch.utils.data import Subset
 
-from vzexp import interrupt
 from vzexp.data.scoring import scorer_for
 from vzexp.data.submission import UNSCORED, server_scored
 from vzexp.engine.evaluate import EvalDataModule, Evaluator, SkipBadImages, summarize
 from vzexp.engine.predictions import PredictionStore, PredictionWriter
-from vzexp.engine.trainer import make_trainer
+from vzexp.engine.trainer import make_trainer, stoppable
+from vzexp.errors import VzexpError
 from vzexp.runtime import rank
 
 log = logging.getLogger("vzexp")
@@ -97,14 +97,15 @@ def evaluate(
             overlay_dir=overlay_dir if overlays else None,
             dialogue_baseline=getattr(task, "dialogue_baseline", False),
         )
-        with interrupt.deferred():  # a signal stops the loop once its batch is written
-            trainer.predict(evaluator, datamodule=datamodule, return_predictions=False)
-        interrupt.check()  # a signal during the last batch
+        # a signal stops the loop once its batch is written (PredictionWriter)
+        stoppable(
+            lambda: trainer.predict(evaluator, datamodule=datamodule, return_predictions=False)
+        )
         # every rank's part file is complete before rank 0 merges them (DDP)
         trainer.strategy.barrier("vzexp-predictions-written")
     if trainer.global_rank != 0:
         return None
-    records = refresh_gold(store.merge(ids), dataset, scorer)
+    records = refresh_gold(store.merge(ids), dataset, scorer, store.path)
     resumed = set(ids) - {ids[i] for i in todo}
     return Evaluation(records, summarize(records, settings.model.device, scorer), ids, resumed)
 
@@ -117,22 +118,49 @@ def scorer_of(value: str, dataset):
 
 def gold(dataset, i: int) -> dict:
     """Sample i's gold fields as the dataset has them now: a benchmark's parsed items (no image
-    is read), else the sample itself."""
+    is read), else the sample itself, with a dialogue's turns (question, answer, type each)."""
     items = getattr(dataset, "items", None)
     if items is not None:
         item = items[i]
         return {"answer": item["answer"], "type": item["meta"].get("type"), "meta": item["meta"]}
     sample = dataset[i]
-    return {"answer": sample.answer, "type": sample.meta.get("type"), "meta": sample.meta}
+    fields = {"answer": sample.answer, "type": sample.meta.get("type"), "meta": sample.meta}
+    if sample.turns:
+        fields["turns"] = sample.turns
+    return fields
 
 
-def refresh_gold(records: list[dict], dataset, scorer) -> list[dict]:
-    """Every record scored against the dataset's current gold answers, so that answers fixed
-    after the predictions were made count without predicting again. Records of skipped images
-    and dialogues (scored per turn as they were asked) keep theirs."""
+class StalePredictions(VzexpError):
+    """A predictions file whose records were made for other questions than the dataset's."""
+
+
+def refresh_gold(records: list[dict], dataset, scorer, path: Path | None = None) -> list[dict]:
+    """Every record (of sample i, in order) scored against the dataset's current gold answers
+    (`rescore`); records of skipped images keep theirs."""
     for i, record in enumerate(records):
-        if record.get("skipped") or "turns" in record:
-            continue
-        record.update(gold(dataset, i))
-        record["correct"] = scorer.sample(record)
+        if not record.get("skipped"):
+            rescore(record, dataset, i, scorer, path)
     return records
+
+
+def rescore(record: dict, dataset, i: int, scorer, path: Path | str | None = None) -> None:
+    """Sample i's record scored against its gold answers as the dataset has them now, so that
+    answers fixed after the predictions were made count without predicting again; a dialogue
+    turn by turn (its score is its turns' mean). `path` names the predictions file in the
+    error for a dialogue whose questions are no longer the dataset's."""
+    fresh = gold(dataset, i)
+    turns = fresh.pop("turns", None)
+    record.update(fresh)
+    if "turns" not in record:
+        record["correct"] = scorer.sample(record)
+        return
+    asked = [t["question"] for t in record["turns"]]
+    if turns is None or asked != [t["question"] for t in turns]:
+        raise StalePredictions(
+            f"{path or 'the predictions file'}: the dialogue {record['id']!r} was predicted for "
+            "other questions than the dataset asks now; rerun with task.resume=false"
+        )
+    for turn, now in zip(record["turns"], turns):
+        turn.update(answer=now["answer"], type=now.get("type"), meta=record["meta"])
+        turn["correct"] = scorer.sample(turn)
+    record["correct"] = sum(t["correct"] for t in record["turns"]) / len(record["turns"])

@@ -1,16 +1,22 @@
-"""The one place a Lightning Trainer is built, and the logger that sends its metrics to the run's
-tracker (vzexp.tracking), so no other module needs Lightning's MLflow logger or its own Trainer."""
+"""The one place a Lightning Trainer is built, the logger that sends its metrics to the run's
+tracker (vzexp.tracking), so no other module needs Lightning's MLflow logger or its own Trainer,
+and how a signal stops Lightning's loops at a batch end (`stoppable`, `StopAtBatchEnd`)."""
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from vzexp import interrupt
 
 log = logging.getLogger("vzexp")
 
@@ -55,8 +61,10 @@ def seed_everything(seed: int) -> None:
 def make_trainer(trainer, tracker=None, metric_prefix: str = "", **loop: Any) -> L.Trainer:
     """A Lightning Trainer from the `trainer` config group (accelerator, devices, nodes,
     strategy, precision) plus the loop's own arguments (`max_epochs`, callbacks, ...). With a
-    tracker that logs (an MLflow run), the loop's logged metrics go into that run."""
+    tracker that logs (an MLflow run), the loop's logged metrics go into that run. Training
+    stops at a batch end on a signal when the fit runs through `stoppable`."""
     logger = TrackerLogger(tracker, metric_prefix) if tracker and tracker.info else False
+    loop["callbacks"] = [*loop.get("callbacks", []), StopAtBatchEnd()]
     settings = dict(
         accelerator=trainer.accelerator,
         devices=trainer.devices,
@@ -143,3 +151,30 @@ class EpochTimer(L.Callback):
         if trainer.global_rank == 0:  # per epoch: what the trunk cache saves after the first
             epoch, of = trainer.current_epoch + 1, trainer.max_epochs
             log.info("training epoch %d of %d: %.1f s", epoch, of, self.seconds[-1])
+
+
+class StopAtBatchEnd(L.Callback):
+    """Ends a fit run through `stoppable` at the end of the training batch during which SIGTERM
+    or SIGINT came (vzexp.interrupt), on every process at the same batch (a DDP rank that did
+    not receive it stops with the others). Nothing is saved then: the checkpoints written so far
+    (per epoch) are what a rerun resumes from."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        signalled = interrupt.pending()
+        if trainer.strategy.reduce_boolean_decision(signalled is not None, all=False):
+            interrupt.check()  # this process's signal
+            raise interrupt.Interrupted(signal.SIGTERM)  # another process's
+
+
+def stoppable(loop: Callable[[], Any]) -> Any:
+    """`loop()` (a Trainer's fit or predict) with SIGTERM and SIGINT deferred to the end of the
+    current batch (`interrupt.deferred`), then raised as `interrupt.Interrupted`, also when
+    Lightning's own SIGTERM stop (SIGTERMException, a SystemExit) gets there first."""
+    with interrupt.deferred():
+        try:
+            result = loop()
+        except SIGTERMException:
+            interrupt.check()
+            raise interrupt.Interrupted(signal.SIGTERM) from None
+    interrupt.check()  # a signal during the last batch
+    return result

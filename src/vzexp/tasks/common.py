@@ -12,8 +12,8 @@ from pathlib import Path
 from hydra.utils import instantiate
 
 from vzexp.config import ModelKind, as_plain
-from vzexp.data.scoring import scorer_for
-from vzexp.data.submission import server_scored, submission_for
+from vzexp.data.scoring import scorer_for, submission_for
+from vzexp.data.submission import server_scored
 from vzexp.engine.eval_loop import evaluate
 from vzexp.engine.evaluate import summarize
 from vzexp.engine.predictions import PredictionStore, config_key
@@ -116,11 +116,13 @@ def check_scorable(settings, dataset) -> None:
 
 
 def data_digest(dataset) -> str | None:
-    """What of a file-backed benchmark decides its predictions: each sample's id and question
-    and the identity (size, mtime) of its image file, or of the parquet files that hold images
-    inline. Gold answers are left out: they are re-read at scoring, so fixing them re-scores
-    without re-predicting. Generated datasets (no `items`) are decided by their config; a
-    dataset may define `fingerprint()` instead."""
+    """What of a file-backed benchmark decides its predictions: each sample's id and question,
+    and its image: the identity (size, mtime) of its image file, or, when the rows hold the
+    images (lmms-eval's parquet, MMBench's TSV), the content of the columns the reader names as
+    deciding a prediction (`rows_digest`: question, options, image), else the identity of the
+    parquet files that hold them. Gold answers are left out: they are re-read at scoring, so
+    fixing them re-scores without re-predicting. Generated datasets (no `items`) are decided by
+    their config; a dataset may define `fingerprint()` instead."""
     if hasattr(dataset, "fingerprint"):
         return dataset.fingerprint()
     items = getattr(dataset, "items", None)
@@ -139,7 +141,9 @@ def data_digest(dataset) -> str | None:
             digest.update(file_identity(Path(path)).encode())
         inline = inline or not bound
     root = getattr(dataset, "root", None)
-    if inline and root is not None:  # images in the rows: the files that hold them
+    if inline and hasattr(dataset, "rows_digest"):  # images in the rows: what decides
+        digest.update(dataset.rows_digest().encode())
+    elif inline and root is not None:  # a reader that names no columns: the files that hold them
         for path in sorted(Path(root).rglob("*.parquet")):
             digest.update(file_identity(path).encode())
     return digest.hexdigest()[:12]

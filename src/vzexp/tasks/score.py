@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from vzexp.engine.eval_loop import gold, sample_ids, scorer_of
+from vzexp.engine.eval_loop import rescore, sample_ids, scorer_of
 from vzexp.engine.evaluate import summarize
 from vzexp.errors import ConfigError, MissingPathError
 from vzexp.tasks.base import Context, Task
@@ -87,9 +87,8 @@ class ScoreTask(Task):
         scorer = scorer_of(settings.data.scorer, self.dataset)
         self.records.sort(key=lambda r: index[r["id"]])
         for record in self.records:
-            if not record.get("skipped") and "turns" not in record:
-                record.update(gold(self.dataset, index[record["id"]]))
-                record["correct"] = scorer.sample(record)
+            if not record.get("skipped"):
+                rescore(record, self.dataset, index[record["id"]], scorer, key)
         try:
             self.metrics = summarize(self.records, "cpu", scorer)
         except KeyError as exc:  # a field every record of python -m vzexp has

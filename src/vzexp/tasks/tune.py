@@ -19,7 +19,7 @@ from vzexp.config import VzexpConfig, as_plain
 from vzexp.data.instruct import InstructDataset
 from vzexp.engine.feature_cache import FeatureCache, check_cacheable, check_tunable
 from vzexp.engine.predictions import config_key
-from vzexp.engine.trainer import EpochTimer, make_trainer, seed_everything
+from vzexp.engine.trainer import EpochTimer, make_trainer, seed_everything, stoppable
 from vzexp.engine.tuning import AtomicCheckpointIO, EpochCheckpoint, ProjectorTuner, TuneDataModule
 from vzexp.errors import ConfigError
 from vzexp.models.build import torch_dtype
@@ -363,7 +363,9 @@ def train_stage(
         plugins=[AtomicCheckpointIO()],
         default_root_dir=str(out),
     )
-    trainer.fit(tuner, datamodule=data, ckpt_path=resume_from)
+    # SIGTERM/SIGINT: the fit stops at the end of the current batch, the run ends KILLED, and a
+    # rerun resumes from the last epoch's checkpoint, redoing the epoch that was cut short
+    stoppable(lambda: trainer.fit(tuner, datamodule=data, ckpt_path=resume_from))
     metrics = {
         "tune/train_records": float(len(dataset)),
         "tune/steps": float(trainer.global_step),

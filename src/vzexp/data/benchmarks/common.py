@@ -20,6 +20,7 @@ options and `LETTER` for multiple choice. Images are decoded only when a sample 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 from collections import Counter
@@ -199,11 +200,54 @@ def image_loader(rows, i: int, column: str = "image"):
     return load
 
 
+def columns_digest(rows, columns: tuple[str, ...]) -> str:
+    """A digest of the named columns' values, row by row, of a `datasets.Dataset` (read as
+    Arrow: images as their encoded bytes, never decoded) or of a list of row dicts; the columns
+    the rows lack are left out."""
+    if hasattr(rows, "column_names"):
+        present = [c for c in columns if c in rows.column_names]
+        table = rows.select_columns(present).with_format("arrow")
+        batches = (batch.to_pylist() for batch in table.iter(batch_size=256))
+    else:
+        present = [c for c in columns if rows and c in rows[0]]
+        batches = iter([rows])
+    digest = hashlib.sha256(repr(present).encode())
+    for batch in batches:
+        for row in batch:
+            for column in present:
+                _feed(digest, row.get(column))
+    return digest.hexdigest()
+
+
+def _feed(digest, value) -> None:
+    """`value` into `digest`, tagged with its kind and size, so that no two values feed the
+    same bytes."""
+    if isinstance(value, dict):
+        digest.update(b"d%d;" % len(value))
+        for key in sorted(value):
+            _feed(digest, key)
+            _feed(digest, value[key])
+        return
+    if isinstance(value, (list, tuple)):
+        digest.update(b"l%d;" % len(value))
+        for item in value:
+            _feed(digest, item)
+        return
+    raw = bytes(value) if isinstance(value, (bytes, bytearray)) else repr(value).encode()
+    digest.update(b"%s%d;" % (b"b" if isinstance(value, (bytes, bytearray)) else b"v", len(raw)))
+    digest.update(raw)
+
+
 class Benchmark(Dataset):
     """A benchmark: rows read once, one Sample per item (an item can be a rotated copy of a row,
     for MMBench's circular evaluation)."""
 
     name = "benchmark"
+    # the row columns a prediction is made from when the rows hold the images (lmms-eval's
+    # parquet, MMBench's TSV): the prompt's parts and the image, never the gold answers. Their
+    # content is in the predictions key (`rows_digest`), so that fixing an answer re-scores
+    # without predicting again while a changed question or image is predicted anew.
+    prediction_columns: tuple[str, ...] = ("question", "image")
     # LLaVA's file names under playground/data/eval/<benchmark> (layout=llava), when known
     llava_files = {
         "questions": "questions.jsonl",
@@ -311,6 +355,10 @@ class Benchmark(Dataset):
             answer=item["answer"],
             meta=item["meta"],
         )
+
+    def rows_digest(self) -> str:
+        """A digest of what decides the predictions in the rows read: `prediction_columns`."""
+        return columns_digest(self.rows, self.prediction_columns)
 
     def row_image(self, i: int, column: str = "image"):
         return image_loader(self.rows, i, column)

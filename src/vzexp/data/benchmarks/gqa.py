@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vzexp.data.benchmarks.common import SHORT, Benchmark, cell_text, image_loader, read_parquet
+from vzexp.data.benchmarks.common import (
+    SHORT,
+    Benchmark,
+    cell_text,
+    columns_digest,
+    image_loader,
+    read_parquet,
+)
 from vzexp.data.benchmarks.records import accuracy_scorer, prediction
 from vzexp.data.scorer import Scorer
 from vzexp.errors import MissingPathError
@@ -22,6 +29,7 @@ class GQA(Benchmark):
     answer) and `<split>_images` (id, image), e.g. split=testdev_balanced."""
 
     name = "gqa"
+    prediction_columns = ("question", "imageId")
     llava_files = {
         "questions": "llava_gqa_testdev_balanced.jsonl",
         "annotations": "data/testdev_balanced_questions.json",
@@ -35,6 +43,10 @@ class GQA(Benchmark):
             self.image_index = {r: k for k, r in enumerate(self.image_rows["id"])}
             split = f"{split}_instructions"
         super().__init__(root, split=split, **kw)
+
+    def rows_digest(self) -> str:
+        """The instructions' question and image id columns, and the images they name by id."""
+        return super().rows_digest() + columns_digest(self.image_rows, ("id", "image"))
 
     def expand(self, i: int) -> list[dict]:
         row = self.rows[i]

@@ -168,6 +168,7 @@ class MMBench(Benchmark):
     circular_id = the row's index."""
 
     name = "mmbench"
+    prediction_columns = ("question", "hint", *"ABCDEFGH", "image")
     llava_files = {"questions": "mmbench_dev_20230712.tsv", "annotations": "", "images": ""}
 
     def read_llava(self, questions: str | None, annotations: str | None, images: str | None):

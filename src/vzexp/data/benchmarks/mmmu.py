@@ -214,6 +214,7 @@ class MMMU(Benchmark):
     question's "<image N>" marks are removed."""
 
     name = "mmmu"
+    prediction_columns = ("question", "options", "question_type", "image_1")
 
     def expand(self, i: int) -> list[dict]:
         row = self.rows[i]

@@ -68,6 +68,7 @@ class ScienceQA(Benchmark):
     """lmms-lab/ScienceQA, config ScienceQA-IMG (image questions only)."""
 
     name = "scienceqa"
+    prediction_columns = ("question", "hint", "choices", "image")
     llava_files = {
         "questions": "llava_test_CQM-A.json",
         "annotations": "problems.json",

@@ -51,6 +51,7 @@ class SEEDBench(Benchmark):
     """lmms-lab/SEED-Bench, image questions (data_type == "image")."""
 
     name = "seed"
+    prediction_columns = ("question", *(f"choice_{c}" for c in "abcd"), "data_type", "image")
     # LLaVA: llava-seed-bench.jsonl (image questions) + SEED-Bench.json ({"questions": [...]})
     llava_files = {
         "questions": "llava-seed-bench.jsonl",
