@@ -9,7 +9,7 @@ import torch
 
 from vzexp.paths import resource_dir
 
-# Floors below the measured figures on 800 questions (experiments/tiny_default: tiny_shapes all
+# Floors below the measured figures on 800 questions (experiments/build_tiny/: tiny_shapes all
 # tokens 0.861, VisionZip at 24 tokens 0.621; tiny_shapes_budget 0.846 and 0.772) by about 3
 # standard errors of these 160 questions, and above chance (about 0.35 for this mix of types).
 FLOORS = {"tiny_shapes": (0.78, 0.50), "tiny_shapes_budget": (0.76, 0.68)}

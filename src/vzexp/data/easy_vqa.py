@@ -201,7 +201,7 @@ def balanced_order(
     Yes/no first because every earlier turn leaks into a later one: after "what color is the
     shape? red" the model answers "is there a red shape?" from the text and never learns to
     look, and evaluation asks each question alone (the runs that showed it:
-    experiments/small_real/README.md)."""
+    experiments/build_small_real/README.md)."""
     yes_no = [qa for qa in qas if answer_type(qa[1]) == "yes/no"]
     firsts: dict[str, tuple[str, str]] = {}
     for qa in qas:

@@ -24,7 +24,7 @@ def warmup_cosine(warmup_steps: int, total_steps: int):
 
 def warmup_constant(warmup_steps: int, total_steps: int):
     """Linear warm-up, then the full lr to the end: a rule the model learns abruptly, late in
-    training (easy-vqa's yes/no on SmolLM2, experiments/small_real), needs the lr still there."""
+    training (easy-vqa's yes/no on SmolLM2, experiments/build_small_real), needs the lr still there."""
 
     def factor(step: int) -> float:
         return (step + 1) / warmup_steps if step < warmup_steps else 1.0

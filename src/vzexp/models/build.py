@@ -49,7 +49,7 @@ def fold_lm_head_input(model) -> None:
     state, a (B, 1, d) slice of (B, S, d); with a frozen head (requires_grad False: every
     model after task=tune) torch's matmul cannot fold that slice into one matrix product
     and multiplies B expanded copies of the head weight instead (small_real's LLM prefill:
-    1.78x, experiments/small_real/lm_head.md). The copy of the slice is B x d numbers."""
+    1.78x, experiments/perf/lm_head.md). The copy of the slice is B x d numbers."""
     head = model.get_output_embeddings()
     if head is None or head in _FOLDED_HEADS:
         return

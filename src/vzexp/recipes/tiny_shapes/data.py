@@ -228,7 +228,7 @@ def object_slot(scene, word_id, image_tokens: int) -> tuple[list[list[int]], lis
     order) the word ids [colour, shape, small or -1] whose embeddings sum to its token, and the
     index of its centre patch. One token holding all of an object's attributes, where the object
     is, is what a visual token is; a caption spreads them over words, and the tiny LLM learns that
-    two-step lookup (find the word, read its neighbour) only slowly (experiments/tiny_default)."""
+    two-step lookup (find the word, read its neighbour) only slowly (experiments/build_tiny/)."""
     grid = int(round(image_tokens**0.5))
 
     def patch(obj) -> int:

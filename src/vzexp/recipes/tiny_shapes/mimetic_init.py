@@ -5,7 +5,7 @@ A ViT trained from scratch on little data learns slowly to attend to its neighbo
 scenes a randomly initialised tiny CLIP tower stays at the accuracy of a patch-local classifier for
 the object's shape (shape needs the object's other patches). Initialising each head so that
 W_q W_k^T ~ a*Z + b*I (tokens attend to similar tokens: same object, nearby) and W_v W_o ~ a*Z - b*I,
-as pretrained ViTs look, removes that plateau (measured in experiments/tiny_default/README.md)."""
+as pretrained ViTs look, removes that plateau (measured in experiments/build_tiny/README.md)."""
 
 from __future__ import annotations
 

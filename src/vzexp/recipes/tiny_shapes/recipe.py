@@ -149,7 +149,7 @@ def train_stages(settings, model, processor, scenes, tracker=None) -> dict[str, 
     for name, mode, trainable in (
         ("language", "text" if task.scene_as == "caption" else "objects", ("llm",)),
         # the projector learns to answer through the LLM trained on words, so the visual tokens
-        # come to play the caption's part (probe in experiments/tiny_default)
+        # come to play the caption's part (probe in experiments/build_tiny/)
         ("align", "qa", ("projector",)),
         ("instruct", "qa", ("projector", "llm")),
     ):

@@ -1,7 +1,7 @@
 """The LLM prefill of the frozen small_real (every model after task=tune is frozen) with and
 without `vzexp.models.build.fold_lm_head_input`, side by side in one run; writes lm_head.md here.
 
-    python experiments/small_real/bench_lm_head.py [--batches 4] [--rounds 3]
+    python experiments/perf/bench_lm_head.py [--batches 4] [--rounds 3]
 
 generate() hands the LM head the last position's hidden state, a (B, 1, d) slice of (B, S, d).
 With the head frozen (requires_grad False) torch's matmul does not fold that slice into one
@@ -103,7 +103,7 @@ def main() -> None:
         [
             "# LLM prefill of the frozen small_real with and without fold_lm_head_input",
             "",
-            "Command: `python experiments/small_real/bench_lm_head.py "
+            "Command: `python experiments/perf/bench_lm_head.py "
             f"--batches {args.batches} --rounds {args.rounds}` ({seconds:.0f} s of timed calls)",
             f"Machine: {platform.processor() or platform.machine()}, "
             f"{torch.get_num_threads()} threads, torch {torch.__version__}.",

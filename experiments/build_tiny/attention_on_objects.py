@@ -3,9 +3,9 @@ the image those patches cover (the premise of VisionZip's dominant tokens, measu
 tiny model). Also: how many of VisionZip's dominant picks at the default budget land on objects,
 against what random selection would give.
 
-    python experiments/tiny_default/attention_on_objects.py [--model DIR] [--size 800] [--layer -2]
+    python experiments/build_tiny/attention_on_objects.py [--model DIR] [--size 800] [--layer -2]
 
-Writes experiments/tiny_default/attention_on_objects.json and prints a short table."""
+Writes experiments/build_tiny/attention_on_objects.json and prints a short table."""
 
 from __future__ import annotations
 

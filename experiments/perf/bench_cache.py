@@ -1,12 +1,12 @@
 """Epoch time of projector tuning with and without the compressed-token cache, side by side.
 
-    python experiments/tune_projector/bench_cache.py [--records 1000] [--tokens 12] [--rounds 2]
+    python experiments/perf/bench_cache.py [--records 1000] [--tokens 12] [--rounds 2]
 
 Both arms train the same ProjectorTuner on the same records of the shapes train split (exported
 into the cache dir as task=tune does), one epoch each, alternating arms for `rounds` rounds so
 that neither gets a warmer machine; the cache arm reads precomputed tokens, the other decodes each
 PNG, runs the image processor, the tower and VisionZip in every step. The time to build the cache
-(once, before the first epoch) is reported separately. Results: results.json and stdout."""
+(once, before the first epoch) is reported separately. Results: cache.json and stdout."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("cache.json"))
     args = parser.parse_args()
     torch.manual_seed(0)
     model, processor = load_checkpoint(str(resource_dir() / "tiny_shapes"))

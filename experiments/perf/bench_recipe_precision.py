@@ -1,7 +1,7 @@
 """Step time of build_small_real's two stages with the frozen model in float32 and in bfloat16
 (trained parts float32 under autocast), side by side in one run; writes precision.md here.
 
-    python experiments/small_real/bench_precision.py [--steps 8]
+    python experiments/perf/bench_recipe_precision.py [--steps 8]
 
 Each stage's own config (+experiment=build_small_real and its first stage's overrides) builds the
 model and the first training samples; each row times `--steps` optimiser steps of the tuner
@@ -131,7 +131,7 @@ def main() -> None:
     lines = [
         "# small_real: a training step in float32 and in bfloat16",
         "",
-        f"Command: `python experiments/small_real/bench_precision.py --steps {args.steps}` "
+        f"Command: `python experiments/perf/bench_recipe_precision.py --steps {args.steps}` "
         f"({platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}). "
         f"Batch {BATCH} easy-vqa train images; the mean of {args.steps} steps after one warm-up, "
         "on the same batches for both; bfloat16 = the frozen model in bfloat16, the trained "
@@ -145,7 +145,7 @@ def main() -> None:
             f"| {name} | {what} | {fp32:.3f} | {bf16:.3f} | {fp32 / bf16:.2f}x | {tokens:.0f} |"
         )
     lines += ["", f"Stage 1's overrides: `{' '.join(stage1)}`.", ""]
-    (HERE / "precision.md").write_text("\n".join(lines))
+    (HERE / "recipe_precision.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 

@@ -3,7 +3,7 @@ and on easy-vqa test images,
 at the model's 112 px (8 x 8 patches, VisionZip 6 + 2 = 8 tokens) and at 224 px (16 x 16, 28 + 4),
 with the share of the layer -2 CLS attention that the dominant tokens hold.
 
-    pip install scikit-image && python experiments/small_real/overlays.py
+    pip install scikit-image && python experiments/small_real_budgets/overlays.py
 
 Writes overlays/<image>-<px>.png and overlays.json here."""
 
