@@ -29,7 +29,13 @@ def runs(env, name="vzexp"):
 
 
 def test_every_benchmark_reads_scores_and_logs(tmp_path, cli_env):
-    assert sorted(fixtures(tmp_path / "data")) == NAMES  # every benchmark has its fixture copy
+    roots = fixtures(tmp_path / "data")
+    assert sorted(roots) == NAMES  # every benchmark has its fixture copy
+    # one folder per data= option, as a user's data.root=DIR/${data.name} names them (the
+    # fixtures use LLaVA's folder names, e.g. MME/ for data=mme)
+    for name, folder in roots.items():
+        if folder.name != name:
+            (tmp_path / "data" / name).symlink_to(folder.name)
     root = f"data.root={tmp_path / 'data'}/${{data.name}}"
     proc = run_cli(["-m", f"data={','.join(NAMES)}", root, *SMALL], cli_env, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
